@@ -1,0 +1,558 @@
+/* A gateway: component connection + transport module + the host table. */
+#include "gateway.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "babelfish/jid.h"
+#include "babelfish/stanza.h"
+#include "log.h"
+#include "util.h"
+
+/* How many outbox rows are read per batch while replaying. */
+#define OUTBOX_BATCH 256
+
+struct bf_gateway_timer {
+  uv_timer_t handle;
+  bf_gateway *gw;
+  uint64_t id;
+  bf_timer_cb cb;
+  void *data;
+  bool repeat;
+  bf_gateway_timer *next;
+};
+
+static inline bf_gateway *gw_of(const bf_host *host) {
+  return bf_container_of(host, bf_gateway, host);
+}
+
+/* ---- outbound check ------------------------------------------------------ */
+
+/* XEP-0114 §3 and protocol notes §1.4: every stanza needs 'from' at our
+ * domain and a valid 'to', or the server drops the whole stream. */
+static int check_addresses(bf_gateway *gw, const bf_xml *stanza) {
+  const char *from = bf_xml_attr(stanza, "from");
+  const char *to = bf_xml_attr(stanza, "to");
+  const char *why = NULL;
+  bf_jid jid;
+  if (!from) {
+    why = "no 'from'";
+  } else if (bf_jid_parse(&jid, from) != 0) {
+    why = "an invalid 'from'";
+  } else {
+    bool ours = !strcmp(jid.domain, gw->conf->domain);
+    bf_jid_close(&jid);
+    if (!ours)
+      why = "a 'from' outside the gateway's domain";
+  }
+  if (!why) {
+    if (!to)
+      why = "no 'to'";
+    else if (bf_jid_parse(&jid, to) != 0)
+      why = "an invalid 'to'";
+    else
+      bf_jid_close(&jid);
+  }
+  if (!why)
+    return 0;
+  bf__error(gw->conf->section,
+            "refusing to send a <%s/> with %s (it would make the server drop "
+            "the whole connection)",
+            bf_xml_name(stanza), why);
+  return BF_EINVAL;
+}
+
+int bf__gateway_send(bf_gateway *gw, const bf_xml *stanza) {
+  int rc = check_addresses(gw, stanza);
+  if (rc)
+    return rc;
+  return bf__component_send(&gw->component, stanza);
+}
+
+/* ---- pings and the durable outbox ---------------------------------------- */
+
+static void on_ping_timer(uv_timer_t *timer);
+
+static void send_ping(bf_gateway *gw) {
+  if (gw->ping_outstanding || !bf__component_online(&gw->component))
+    return;
+  const bf_conf *conf = gw->daemon->conf;
+  gw->ping_count++;
+  snprintf(gw->ping_id, sizeof gw->ping_id, "bf-ping-%llu",
+           (unsigned long long)gw->ping_count);
+  bf_xml *iq = bf_xml_new("iq", NULL);
+  if (!iq)
+    return;
+  bf_xml_set_attr(iq, "type", "get");
+  bf_xml_set_attr(iq, "id", gw->ping_id);
+  bf_xml_set_attr(iq, "from", gw->conf->domain);
+  bf_xml_set_attr(iq, "to", gw->conf->xmpp_domain);
+  bf_xml_add_child(iq, "ping", BF_NS_PING);
+  /* The raw component send: the queue cap must not make us skip a ping. */
+  int rc = bf__component_send(&gw->component, iq);
+  bf_xml_free(iq);
+  if (rc)
+    return;
+  gw->ping_outstanding = true;
+  gw->ping_covers = gw->outbox_written;
+  uv_timer_start(&gw->ping_timer, on_ping_timer,
+                 (uint64_t)conf->ping_timeout_s * 1000, 0);
+}
+
+static void on_ping_timer(uv_timer_t *timer) {
+  bf_gateway *gw = bf_container_of(timer, bf_gateway, ping_timer);
+  if (!bf__component_online(&gw->component))
+    return;
+  if (gw->ping_outstanding) {
+    char why[128];
+    snprintf(why, sizeof why, "no answer from %s to a ping within %u s",
+             gw->conf->xmpp_domain, gw->daemon->conf->ping_timeout_s);
+    gw->ping_outstanding = false;
+    bf__component_reconnect(&gw->component, why);
+    return;
+  }
+  send_ping(gw);
+}
+
+static void outbox_replay(bf_gateway *gw);
+
+bool bf__gateway_ping_reply(bf_gateway *gw, const bf_xml *stanza) {
+  if (!gw->ping_outstanding || strcmp(bf_xml_name(stanza), "iq") != 0)
+    return false;
+  const char *type = bf_xml_attr(stanza, "type");
+  const char *id = bf_xml_attr(stanza, "id");
+  if (!type || !id || strcmp(id, gw->ping_id) != 0 ||
+      (strcmp(type, "result") != 0 && strcmp(type, "error") != 0))
+    return false;
+  /* Even an error reply proves the server read everything before it. */
+  gw->ping_outstanding = false;
+  if (gw->ping_covers > 0 && gw->daemon->store) {
+    int rc = bf__store_outbox_ack(gw->daemon->store, gw->conf->domain,
+                                  gw->ping_covers);
+    if (rc)
+      bf__error(gw->conf->section, "cannot delete confirmed outbox rows: %s",
+                bf__store_errmsg(gw->daemon->store));
+    else
+      bf__debug(gw->conf->section, "server confirmed outbox up to %lld",
+                (long long)gw->ping_covers);
+  }
+  if (gw->outbox_written > gw->ping_covers && !gw->outbox_replaying)
+    send_ping(gw);
+  else
+    uv_timer_start(&gw->ping_timer, on_ping_timer,
+                   (uint64_t)gw->daemon->conf->ping_interval_s * 1000, 0);
+  return true;
+}
+
+struct replay_ctx {
+  bf_gateway *gw;
+  unsigned rows;
+};
+
+static int replay_row(void *data, int64_t id, const char *xml, size_t len) {
+  struct replay_ctx *ctx = data;
+  bf_gateway *gw = ctx->gw;
+  bf_component *c = &gw->component;
+  if (bf__component_queued(c) > gw->daemon->conf->write_queue_max / 2) {
+    c->need_drain = true;
+    return 1;
+  }
+  int rc = bf__component_send_raw(c, xml, len);
+  if (rc == BF_ENOBUFS || rc == BF_ENOTCONN)
+    return 1;
+  if (rc)
+    /* Cannot happen for rows we serialized ourselves; don't block the
+     * queue behind it. */
+    bf__error(gw->conf->section, "skipping outbox row %lld: %s",
+              (long long)id, bf_strerror(rc));
+  gw->outbox_written = id;
+  ctx->rows++;
+  return 0;
+}
+
+/* Writes outbox rows not yet written on this stream, in id order, as long
+ * as the write queue has room; resumes from the drained callback. */
+static void outbox_replay(bf_gateway *gw) {
+  bf_store *store = gw->daemon->store;
+  if (!store)
+    return;
+  gw->outbox_replaying = true;
+  for (;;) {
+    if (!bf__component_online(&gw->component))
+      return;
+    struct replay_ctx ctx = {gw, 0};
+    int rc = bf__store_outbox_each(store, gw->conf->domain, gw->outbox_written,
+                                   OUTBOX_BATCH, replay_row, &ctx);
+    if (rc < 0) {
+      bf__error(gw->conf->section, "cannot read the outbox: %s",
+                bf__store_errmsg(store));
+      return;
+    }
+    if (rc > 0)
+      return; /* queue full: on_drained resumes */
+    if (ctx.rows < OUTBOX_BATCH)
+      break;
+  }
+  gw->outbox_replaying = false;
+  if (gw->outbox_written > gw->ping_covers)
+    send_ping(gw);
+}
+
+/* ---- host table ------------------------------------------------------------ */
+
+static int host_send(const bf_host *host, const bf_xml *stanza) {
+  return bf__gateway_send(gw_of(host), stanza);
+}
+
+static int host_send_durable(const bf_host *host, const bf_xml *stanza) {
+  bf_gateway *gw = gw_of(host);
+  bf_store *store = gw->daemon->store;
+  int rc = check_addresses(gw, stanza);
+  if (rc)
+    return rc;
+  if (!store)
+    return BF_EIO;
+  size_t len = 0;
+  char *xml = bf_xml_to_string(stanza, &len);
+  if (!xml)
+    return BF_ENOMEM;
+  if (len > gw->daemon->conf->max_stanza_size) {
+    free(xml);
+    return BF_E2BIG;
+  }
+  int64_t id = 0;
+  rc = bf__store_outbox_add(store, gw->conf->domain, xml, len, &id);
+  if (rc) {
+    bf__error(gw->conf->section, "cannot store a stanza in the outbox: %s",
+              bf__store_errmsg(store));
+    free(xml);
+    return rc;
+  }
+  /* Written now only if everything before it already was, so the stream
+   * carries the outbox in id order; otherwise the replay picks it up. */
+  if (bf__component_online(&gw->component) && !gw->outbox_replaying &&
+      bf__component_send_raw(&gw->component, xml, len) == 0) {
+    gw->outbox_written = id;
+    send_ping(gw);
+  } else if (bf__component_online(&gw->component)) {
+    gw->outbox_replaying = true;
+    gw->component.need_drain = true;
+  }
+  free(xml);
+  return 0;
+}
+
+static const char *host_config(const bf_host *host, const char *key) {
+  return bf__conf_get(gw_of(host)->conf, key);
+}
+
+static void host_log(const bf_host *host, int level, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  bf__vlog(level, gw_of(host)->conf->section, fmt, ap);
+  va_end(ap);
+}
+
+static void on_timer_closed(uv_handle_t *handle) {
+  free(bf_container_of((uv_timer_t *)handle, bf_gateway_timer, handle));
+}
+
+static void timer_release(bf_gateway *gw, bf_gateway_timer *t) {
+  for (bf_gateway_timer **p = &gw->timers; *p; p = &(*p)->next) {
+    if (*p == t) {
+      *p = t->next;
+      break;
+    }
+  }
+  uv_close((uv_handle_t *)&t->handle, on_timer_closed);
+}
+
+static void on_module_timer(uv_timer_t *handle) {
+  bf_gateway_timer *t = bf_container_of(handle, bf_gateway_timer, handle);
+  bf_gateway *gw = t->gw;
+  bf_timer_cb cb = t->cb;
+  void *data = t->data;
+  if (!t->repeat)
+    timer_release(gw, t);
+  cb(data);
+}
+
+static int host_timer_start(const bf_host *host, uint64_t timeout_ms,
+                            uint64_t repeat_ms, bf_timer_cb cb, void *data,
+                            uint64_t *id) {
+  bf_gateway *gw = gw_of(host);
+  if (!cb || gw->stopping)
+    return BF_EINVAL;
+  bf_gateway_timer *t = calloc(1, sizeof *t);
+  if (!t)
+    return BF_ENOMEM;
+  uv_timer_init(gw->daemon->loop, &t->handle);
+  t->gw = gw;
+  t->id = ++gw->next_timer_id;
+  t->cb = cb;
+  t->data = data;
+  t->repeat = repeat_ms != 0;
+  uv_timer_start(&t->handle, on_module_timer, timeout_ms, repeat_ms);
+  t->next = gw->timers;
+  gw->timers = t;
+  if (id)
+    *id = t->id;
+  return 0;
+}
+
+static void host_timer_stop(const bf_host *host, uint64_t id) {
+  bf_gateway *gw = gw_of(host);
+  for (bf_gateway_timer *t = gw->timers; t; t = t->next) {
+    if (t->id == id) {
+      timer_release(gw, t);
+      return;
+    }
+  }
+}
+
+static struct sqlite3 *host_db(const bf_host *host) {
+  bf_store *store = gw_of(host)->daemon->store;
+  return store ? bf__store_db(store) : NULL;
+}
+
+static int host_schema(const bf_host *host, const char *const *migrations,
+                       unsigned count) {
+  bf_gateway *gw = gw_of(host);
+  if (!gw->daemon->store)
+    return BF_EIO;
+  int rc = bf__store_schema(gw->daemon->store, gw->schema_owner, migrations,
+                            count);
+  if (rc)
+    bf__error(gw->conf->section, "module schema migration failed: %s",
+              bf__store_errmsg(gw->daemon->store));
+  return rc;
+}
+
+static int host_kv_get(const bf_host *host, const char *key, char **value,
+                       size_t *len) {
+  bf_gateway *gw = gw_of(host);
+  if (!gw->daemon->store)
+    return BF_EIO;
+  return bf__store_kv_get(gw->daemon->store, gw->kv_namespace, key, value, len);
+}
+
+static int host_kv_set(const bf_host *host, const char *key, const void *value,
+                       size_t len) {
+  bf_gateway *gw = gw_of(host);
+  if (!gw->daemon->store)
+    return BF_EIO;
+  return bf__store_kv_set(gw->daemon->store, gw->kv_namespace, key, value, len);
+}
+
+static int host_kv_delete(const bf_host *host, const char *key) {
+  bf_gateway *gw = gw_of(host);
+  if (!gw->daemon->store)
+    return BF_EIO;
+  return bf__store_kv_delete(gw->daemon->store, gw->kv_namespace, key);
+}
+
+static int host_http_request(const bf_host *host, const bf_http_request *req,
+                             bf_http_done_cb cb, void *data, uint64_t *id) {
+  bf_gateway *gw = gw_of(host);
+  if (!gw->daemon->http || gw->stopping)
+    return BF_ECANCELED;
+  return bf__http_request(gw->daemon->http, req, cb, data, id);
+}
+
+static void host_http_cancel(const bf_host *host, uint64_t id) {
+  bf_gateway *gw = gw_of(host);
+  if (gw->daemon->http)
+    bf__http_cancel(gw->daemon->http, id);
+}
+
+/* ---- component callbacks ---------------------------------------------------- */
+
+static void on_online(bf_component *c) {
+  bf_gateway *gw = c->data;
+  gw->ping_outstanding = false;
+  gw->outbox_written = 0;
+  gw->ping_covers = 0;
+  uv_timer_start(&gw->ping_timer, on_ping_timer,
+                 (uint64_t)gw->daemon->conf->ping_interval_s * 1000, 0);
+  if (gw->module_started && gw->module.module->on_online)
+    gw->module.module->on_online(gw->state);
+  outbox_replay(gw);
+}
+
+static void on_offline(bf_component *c) {
+  bf_gateway *gw = c->data;
+  gw->ping_outstanding = false;
+  gw->outbox_replaying = false;
+  uv_timer_stop(&gw->ping_timer);
+  if (gw->module_started && gw->module.module->on_offline)
+    gw->module.module->on_offline(gw->state);
+}
+
+static void on_stanza(bf_component *c, bf_xml *stanza) {
+  bf__router_dispatch(c->data, stanza);
+}
+
+static void on_oversize(bf_component *c, const bf_xml *top, size_t size) {
+  bf__router_oversize(c->data, top, size);
+}
+
+static void on_drained(bf_component *c) {
+  bf_gateway *gw = c->data;
+  if (gw->outbox_replaying)
+    outbox_replay(gw);
+}
+
+static void on_ping_timer_closed(uv_handle_t *handle) {
+  bf_gateway *gw = bf_container_of((uv_timer_t *)handle, bf_gateway, ping_timer);
+  gw->ping_timer_open = false;
+  if (!gw->component_started || gw->component.state == BF_COMPONENT_STOPPED) {
+    if (gw->on_stopped)
+      gw->on_stopped(gw);
+  }
+}
+
+static void on_component_stopped(bf_component *c) {
+  bf_gateway *gw = c->data;
+  if (!gw->ping_timer_open && gw->on_stopped)
+    gw->on_stopped(gw);
+}
+
+static const bf_component_callbacks component_callbacks = {
+    .online = on_online,
+    .offline = on_offline,
+    .stanza = on_stanza,
+    .oversize = on_oversize,
+    .drained = on_drained,
+    .stopped = on_component_stopped,
+};
+
+/* ---- life cycle -------------------------------------------------------------- */
+
+static char *concat(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  char *s = malloc(la + lb + 1);
+  if (s) {
+    memcpy(s, a, la);
+    memcpy(s + la, b, lb + 1);
+  }
+  return s;
+}
+
+int bf__gateway_new(bf_gateway **out, bf_daemon *daemon,
+                    const bf_conf_gateway *conf, char *err, size_t err_size) {
+  *out = NULL;
+  bf_gateway *gw = calloc(1, sizeof *gw);
+  if (!gw)
+    return BF_ENOMEM;
+  char why[1024];
+  int rc = bf__module_load(conf->transport, daemon->conf->modules_dir,
+                           &gw->module, why, sizeof why);
+  if (rc) {
+    snprintf(err, err_size, "%s:%u: %s", daemon->conf->path,
+             bf__conf_line(conf, "transport"), why);
+    free(gw);
+    return rc;
+  }
+  gw->daemon = daemon;
+  gw->conf = conf;
+  gw->kv_namespace = concat("gw:", conf->domain);
+  gw->schema_owner = concat("mod:", conf->transport);
+  if (!gw->kv_namespace || !gw->schema_owner) {
+    bf__gateway_free(gw);
+    return BF_ENOMEM;
+  }
+  bf_host *h = &gw->host;
+  h->abi_version = BF_MODULE_ABI_VERSION;
+  h->loop = daemon->loop;
+  h->section = conf->section;
+  h->domain = conf->domain;
+  h->send = host_send;
+  h->send_durable = host_send_durable;
+  h->config = host_config;
+  h->log = host_log;
+  h->timer_start = host_timer_start;
+  h->timer_stop = host_timer_stop;
+  h->db = host_db;
+  h->schema = host_schema;
+  h->kv_get = host_kv_get;
+  h->kv_set = host_kv_set;
+  h->kv_delete = host_kv_delete;
+  h->http_request = host_http_request;
+  h->http_cancel = host_http_cancel;
+  *out = gw;
+  return 0;
+}
+
+int bf__gateway_check(bf_gateway *gw, char *err, size_t err_size) {
+  return bf__module_check_section(gw->module.module, gw->daemon->conf, gw->conf,
+                                  &gw->host, err, err_size);
+}
+
+int bf__gateway_start(bf_gateway *gw) {
+  const bf_conf *conf = gw->daemon->conf;
+  const bf_module *m = gw->module.module;
+  int rc = 0;
+  if (m->init) {
+    rc = m->init(&gw->host, &gw->state);
+    if (rc) {
+      bf__error(gw->conf->section, "transport %s failed to start: %s", m->name,
+                bf_strerror(rc));
+      return rc;
+    }
+  }
+  gw->module_started = true;
+  uv_timer_init(gw->daemon->loop, &gw->ping_timer);
+  gw->ping_timer_open = true;
+  bf_component_options opt = {
+      .tag = gw->conf->section,
+      .server = gw->conf->server,
+      .port = gw->conf->port,
+      .domain = gw->conf->domain,
+      .secret = gw->conf->secret,
+      .max_stanza_size = conf->max_stanza_size,
+      .max_depth = conf->max_depth,
+      .write_queue_max = conf->write_queue_max,
+      .keepalive_s = conf->keepalive_s,
+      .reconnect_min_s = conf->reconnect_min_s,
+      .reconnect_max_s = conf->reconnect_max_s,
+  };
+  rc = bf__component_start(&gw->component, gw->daemon->loop, &opt,
+                           &component_callbacks, gw);
+  if (rc)
+    return rc;
+  gw->component_started = true;
+  return 0;
+}
+
+void bf__gateway_stop(bf_gateway *gw, void (*on_stopped)(bf_gateway *gw)) {
+  gw->stopping = true;
+  gw->on_stopped = on_stopped;
+  while (gw->timers)
+    timer_release(gw, gw->timers);
+  if (gw->module_started && gw->module.module->close) {
+    /* The module says goodbye (IRC QUIT, presences) while the stream is
+     * still up; the component then flushes before closing. */
+    gw->module.module->close(gw->state);
+  }
+  gw->module_started = false;
+  while (gw->timers)
+    timer_release(gw, gw->timers);
+  if (gw->component_started)
+    bf__component_stop(&gw->component);
+  if (gw->ping_timer_open)
+    uv_close((uv_handle_t *)&gw->ping_timer, on_ping_timer_closed);
+  else if (on_stopped)
+    on_stopped(gw);
+}
+
+void bf__gateway_free(bf_gateway *gw) {
+  if (!gw)
+    return;
+  if (gw->component_started)
+    bf__component_close(&gw->component);
+  bf__module_unload(&gw->module);
+  free(gw->kv_namespace);
+  free(gw->schema_owner);
+  free(gw);
+}

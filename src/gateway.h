@@ -1,0 +1,92 @@
+/* Private: a gateway is one config section: a component connection, the
+ * transport module serving it, and the host table the module uses. The
+ * daemon is the set of gateways sharing one loop, store and HTTP client. */
+#ifndef BF_GATEWAY_H
+#define BF_GATEWAY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "babelfish/module.h"
+#include "component.h"
+#include "conf.h"
+#include "http.h"
+#include "module.h"
+#include "store.h"
+
+typedef struct bf_gateway bf_gateway;
+typedef struct bf_gateway_timer bf_gateway_timer;
+
+typedef struct bf_daemon {
+  uv_loop_t *loop;
+  const bf_conf *conf;
+  bf_store *store;             /* NULL in --check-config */
+  bf_http *http;               /* NULL in --check-config */
+  bf_gateway **gateways;
+  size_t n_gateways;
+  uint64_t started_ms;
+} bf_daemon;
+
+struct bf_gateway {
+  bf_host host;                /* handed to the module; container_of */
+  bf_daemon *daemon;
+  const bf_conf_gateway *conf;
+  bf_module_ref module;
+  void *state;                 /* the module instance */
+  bool module_started;
+  bool component_started;
+  bool stopping;
+  void (*on_stopped)(bf_gateway *gw);
+  bf_component component;
+  char *kv_namespace;          /* "gw:" domain */
+  char *schema_owner;          /* "mod:" transport */
+
+  bf_gateway_timer *timers;
+  uint64_t next_timer_id;
+
+  /* XEP-0199 pings to the server: liveness, and confirmation of the
+   * durable outbox (a reply proves every stanza before the ping on this
+   * stream was processed). */
+  uv_timer_t ping_timer;
+  bool ping_timer_open;
+  bool ping_outstanding;
+  char ping_id[64];
+  int64_t ping_covers;         /* outbox id the outstanding ping confirms */
+  uint64_t ping_count;
+  int64_t outbox_written;      /* highest outbox id written on this stream */
+  bool outbox_replaying;       /* rows remain that are not written yet */
+
+  /* statistics */
+  uint64_t errors_sent;
+  uint64_t oversize;
+};
+
+/* Creates a gateway for a config section and loads its module; does not
+ * connect. err: "FILE:LINE: message" on failure. */
+int bf__gateway_new(bf_gateway **gw, bf_daemon *daemon,
+                    const bf_conf_gateway *conf, char *err, size_t err_size);
+/* Checks the section's keys against the module (see module.h). */
+int bf__gateway_check(bf_gateway *gw, char *err, size_t err_size);
+/* Starts the module and connects. 0 or an error (logged). */
+int bf__gateway_start(bf_gateway *gw);
+/* Stops the module, closes the stream gracefully; on_stopped runs when all
+ * its handles are closed. */
+void bf__gateway_stop(bf_gateway *gw, void (*on_stopped)(bf_gateway *gw));
+/* Frees; after on_stopped (or if never started). */
+void bf__gateway_free(bf_gateway *gw);
+
+/* Sends to the server through the single outbound check: 'from' must be
+ * the gateway's domain or a JID at it, 'to' a valid JID (protocol notes
+ * §1.4: anything else is a stream error that drops every user). */
+int bf__gateway_send(bf_gateway *gw, const bf_xml *stanza);
+
+/* router.c: what happens to a stanza from the server. stanza: taken. */
+void bf__router_dispatch(bf_gateway *gw, bf_xml *stanza);
+/* router.c: the answer to an oversized request. top: borrowed. */
+void bf__router_oversize(bf_gateway *gw, const bf_xml *top, size_t size);
+/* gateway.c: true if stanza was the answer to one of our pings (consumed). */
+bool bf__gateway_ping_reply(bf_gateway *gw, const bf_xml *stanza);
+
+#endif

@@ -1,0 +1,196 @@
+/* What happens to a stanza from the server: the core's own services on the
+ * gateway domain, then the transport module, then RFC 6120 defaults. */
+#include <stdio.h>
+#include <string.h>
+
+#include "babelfish/jid.h"
+#include "babelfish/stanza.h"
+#include "gateway.h"
+#include "log.h"
+
+/* Sends an error reply; never for an error or a result (RFC 6120 §8.3.1).
+ * The reply's 'from' is the address the stanza was sent to, or the gateway
+ * domain when that address was not valid. */
+static void reply_error(bf_gateway *gw, const bf_xml *stanza, bool to_valid,
+                        const char *condition, const char *text) {
+  bf_xml *err = bf_stanza_error(stanza, NULL, condition, text);
+  if (!err)
+    return;
+  if (!to_valid)
+    bf_xml_set_attr(err, "from", gw->conf->domain);
+  if (bf__gateway_send(gw, err) == 0)
+    gw->errors_sent++;
+  bf_xml_free(err);
+}
+
+static void send_reply(bf_gateway *gw, bf_xml *reply) {
+  if (reply)
+    (void)bf__gateway_send(gw, reply);
+  bf_xml_free(reply);
+}
+
+/* XEP-0030 §3.1: identity and features of the gateway domain. */
+static void disco_info(bf_gateway *gw, const bf_xml *iq) {
+  static const char *const core_features[] = {
+      BF_NS_DISCO_INFO, BF_NS_DISCO_ITEMS, BF_NS_VERSION, BF_NS_PING,
+      "jid\\20escaping", /* XEP-0106 §6 (sic) */
+  };
+  const bf_module *m = gw->module.module;
+  bf_xml *reply = bf_stanza_result(iq);
+  bf_xml *query = reply ? bf_xml_add_child(reply, "query", BF_NS_DISCO_INFO) : NULL;
+  bf_xml *identity = query ? bf_xml_add_child(query, "identity", NULL) : NULL;
+  if (!identity) {
+    bf_xml_free(reply);
+    return;
+  }
+  bf_xml_set_attr(identity, "category", "gateway");
+  bf_xml_set_attr(identity, "type", m->disco_type ? m->disco_type : "xmpp");
+  bf_xml_set_attr(identity, "name", m->description ? m->description : m->name);
+  for (size_t i = 0; i < sizeof core_features / sizeof *core_features; i++)
+    bf_xml_set_attr(bf_xml_add_child(query, "feature", NULL), "var",
+                    core_features[i]);
+  for (size_t i = 0; m->features && m->features[i]; i++)
+    bf_xml_set_attr(bf_xml_add_child(query, "feature", NULL), "var",
+                    m->features[i]);
+  send_reply(gw, reply);
+}
+
+/* XEP-0092: software version. The OS is left out on purpose (§5 of the
+ * XEP: it helps attackers more than users). */
+static void version(bf_gateway *gw, const bf_xml *iq) {
+  bf_xml *reply = bf_stanza_result(iq);
+  bf_xml *query = reply ? bf_xml_add_child(reply, "query", BF_NS_VERSION) : NULL;
+  if (query) {
+    bf_xml_add_text_child(query, "name", NULL, "babelfish");
+    bf_xml_add_text_child(query, "version", NULL, BF_VERSION);
+  }
+  send_reply(gw, reply);
+}
+
+/* The core's services on the bare gateway domain. Returns true if it
+ * answered. */
+static bool builtin(bf_gateway *gw, const bf_xml *iq, const bf_xml *payload) {
+  const char *type = bf_xml_attr(iq, "type");
+  const char *ns = bf_xml_xmlns(payload);
+  const char *name = bf_xml_name(payload);
+  if (strcmp(type, "get") != 0)
+    return false;
+  if (!strcmp(ns, BF_NS_DISCO_INFO) && !strcmp(name, "query") &&
+      !bf_xml_attr(payload, "node")) {
+    disco_info(gw, iq);
+    return true;
+  }
+  if (!strcmp(ns, BF_NS_DISCO_ITEMS) && !strcmp(name, "query") &&
+      !bf_xml_attr(payload, "node")) {
+    /* XEP-0030 §4.1: nothing to list is an empty result, not an error. */
+    bf_xml *reply = bf_stanza_result(iq);
+    if (reply)
+      bf_xml_add_child(reply, "query", BF_NS_DISCO_ITEMS);
+    send_reply(gw, reply);
+    return true;
+  }
+  if (!strcmp(ns, BF_NS_VERSION) && !strcmp(name, "query")) {
+    version(gw, iq);
+    return true;
+  }
+  if (!strcmp(ns, BF_NS_PING) && !strcmp(name, "ping")) {
+    send_reply(gw, bf_stanza_result(iq)); /* XEP-0199 §4 */
+    return true;
+  }
+  return false;
+}
+
+void bf__router_dispatch(bf_gateway *gw, bf_xml *stanza) {
+  const char *tag = gw->conf->section;
+  const char *name = bf_xml_name(stanza);
+  bf_jid from = {0}, to = {0};
+  bool have_to = false;
+  bool is_iq = !strcmp(name, "iq");
+  if (strcmp(bf_xml_xmlns(stanza), BF_NS_COMPONENT) != 0 ||
+      (!is_iq && strcmp(name, "message") != 0 && strcmp(name, "presence") != 0)) {
+    bf__debug(tag, "ignoring a <%s/> in %s from the server", name,
+              bf_xml_xmlns(stanza));
+    goto out;
+  }
+  if (is_iq && bf__gateway_ping_reply(gw, stanza))
+    goto out;
+  const char *from_attr = bf_xml_attr(stanza, "from");
+  if (!from_attr || bf_jid_parse(&from, from_attr) != 0) {
+    /* Without a valid sender there is nobody to answer. */
+    bf__warn(tag, "dropping a <%s/> with a missing or invalid 'from'", name);
+    goto out;
+  }
+  const char *to_attr = bf_xml_attr(stanza, "to");
+  have_to = to_attr && bf_jid_parse(&to, to_attr) == 0;
+  if (!have_to || strcmp(to.domain, gw->conf->domain) != 0) {
+    reply_error(gw, stanza, false, have_to ? "item-not-found" : "jid-malformed",
+                NULL);
+    goto out;
+  }
+
+  const char *type = bf_xml_attr(stanza, "type");
+  bool request = bf_stanza_is_request(stanza);
+  if (is_iq && !request && (!type || (strcmp(type, "result") != 0 &&
+                                      strcmp(type, "error") != 0))) {
+    /* RFC 6120 §8.2.3: type is required and one of four values. */
+    reply_error(gw, stanza, true, "bad-request", "iq type missing or unknown");
+    goto out;
+  }
+  if (request) {
+    /* RFC 6120 §8.2.3: a get or set has exactly one payload child. */
+    bf_xml *payload = bf_xml_first_child(stanza);
+    if (!payload || bf_xml_next(payload)) {
+      reply_error(gw, stanza, true, "bad-request",
+                  "an iq get or set must have exactly one child element");
+      goto out;
+    }
+    if (!to.local && !to.resource && builtin(gw, stanza, payload))
+      goto out;
+  }
+
+  const bf_module *m = gw->module.module;
+  int rc = BF_ENOTSUP;
+  if (m->on_stanza && gw->module_started)
+    rc = m->on_stanza(gw->state, stanza, &from, &to);
+  if (rc != BF_ENOTSUP)
+    goto out;
+
+  /* RFC 6120 §8.4 / RFC 6121 §8.5: nobody handled it. */
+  if (request) {
+    reply_error(gw, stanza, true, "service-unavailable", NULL);
+  } else if (!strcmp(name, "message") && !bf_stanza_is_reply(stanza)) {
+    reply_error(gw, stanza, true, "service-unavailable", NULL);
+  }
+  /* Presence, results and errors nobody wants are dropped silently. */
+out:
+  bf_jid_close(&from);
+  bf_jid_close(&to);
+  bf_xml_free(stanza);
+}
+
+void bf__router_oversize(bf_gateway *gw, const bf_xml *top, size_t size) {
+  gw->oversize++;
+  const char *name = bf_xml_name(top);
+  const char *from_attr = bf_xml_attr(top, "from");
+  bf_jid from;
+  if (!from_attr || bf_jid_parse(&from, from_attr) != 0)
+    return;
+  bf_jid_close(&from);
+  /* A request must get an answer (RFC 6120 §8.2.3); a message gets one so
+   * its sender learns it was not delivered. */
+  if (bf_stanza_is_request(top) ||
+      (!strcmp(name, "message") && !bf_stanza_is_reply(top))) {
+    char text[160];
+    snprintf(text, sizeof text,
+             "stanza of %zu bytes is larger than this gateway accepts (%zu)",
+             size, gw->daemon->conf->max_stanza_size);
+    const char *to_attr = bf_xml_attr(top, "to");
+    bf_jid to;
+    bool to_valid = to_attr && bf_jid_parse(&to, to_attr) == 0;
+    if (to_valid) {
+      to_valid = !strcmp(to.domain, gw->conf->domain);
+      bf_jid_close(&to);
+    }
+    reply_error(gw, top, to_valid, "policy-violation", text);
+  }
+}

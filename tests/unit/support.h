@@ -1,0 +1,12 @@
+/* Shared helpers for the unit tests. */
+#ifndef BF_TEST_SUPPORT_H
+#define BF_TEST_SUPPORT_H
+
+#include <stddef.h>
+
+/* A fresh private scratch folder under $BF_TEST_TMP (or /tmp), malloc'd. */
+char *bf_test_tmpdir(const char *name);
+/* Writes text to dir/name; returns the malloc'd path. */
+char *bf_test_write_file(const char *dir, const char *name, const char *text);
+
+#endif

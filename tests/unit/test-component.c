@@ -1,0 +1,474 @@
+/* The component connection and the gateway around it, against a fake XMPP
+ * server on the same loop: handshake digest, routing defaults, the durable
+ * outbox (confirmed by ping, re-sent after a reconnect and a restart),
+ * back-pressure limits and a clean stop. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+
+#include "babelfish/babelfish.h"
+#include "component.h"
+#include "gateway.h"
+#include "log.h"
+#include "store.h"
+#include "support.h"
+
+/* ---- handshake digest (XEP-0114 §3; vectors from the protocol notes) ---- */
+
+static void test_digest_vectors(void **state) {
+  (void)state;
+  static const struct {
+    const char *id, *secret, *hex;
+  } v[] = {
+      {"3BF96D32", "s3cret", "a984b871214a298f0f743fcd25f99b10838ba12b"},
+      {"11914710463591289128", "s3cret", "6f6165327956a530fbdddd67973e480fb21e6a6c"},
+      {"964fc729-329e-44c6-9d42-7c0cb49dc11d", "s3cret",
+       "8e0f2d9ebb7333dc3eea9d4da7a9fb5a8ca9dd65"},
+      {"3BF96D32", "p\xc3\xa4ssw\xc3\xb6rd", "b98b55b8861572aa263491b569489156853cc6fa"},
+  };
+  for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
+    char out[41];
+    assert_int_equal(bf__component_handshake_digest(v[i].id, v[i].secret, out), 0);
+    assert_string_equal(out, v[i].hex);
+  }
+}
+
+/* ---- a fake server ------------------------------------------------------- */
+
+typedef struct fake_server {
+  uv_loop_t *loop;
+  uv_tcp_t listener;
+  uv_tcp_t client;
+  bool client_open;
+  bool handshaken;
+  bool answer_pings;
+  bool bad_handshake_seen;
+  unsigned connections;
+  unsigned pings_answered;
+  char *secret;
+  char in[1 << 20];   /* everything received on the current connection */
+  size_t in_len;
+  size_t scanned;     /* ping scan position */
+} fake_server;
+
+static void on_written(uv_write_t *req, int status) {
+  (void)status;
+  free(req->data);
+  free(req);
+}
+
+static void send_str(fake_server *s, const char *text) {
+  if (!s->client_open)
+    return;
+  uv_buf_t buf = uv_buf_init(strdup(text), (unsigned)strlen(text));
+  uv_write_t *req = malloc(sizeof *req);
+  req->data = buf.base;
+  assert_int_equal(uv_write(req, (uv_stream_t *)&s->client, &buf, 1, on_written), 0);
+}
+
+static void server_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf) {
+  (void)h;
+  buf->base = malloc(size);
+  buf->len = size;
+}
+
+static void on_client_closed(uv_handle_t *h) {
+  fake_server *s = h->data;
+  s->client_open = false;
+}
+
+static void server_drop(fake_server *s) {
+  if (s->client_open && !uv_is_closing((uv_handle_t *)&s->client))
+    uv_close((uv_handle_t *)&s->client, on_client_closed);
+}
+
+/* Answers every complete ping after the scan position. */
+static void answer_pings(fake_server *s) {
+  for (;;) {
+    char *p = strstr(s->in + s->scanned, "<ping xmlns='urn:xmpp:ping'/>");
+    if (!p)
+      return;
+    /* find the id of the enclosing iq, searching backwards */
+    char *iq = p;
+    while (iq > s->in && strncmp(iq, "<iq ", 4) != 0)
+      iq--;
+    char *id = strstr(iq, "id='");
+    assert_non_null(id);
+    id += 4;
+    char idbuf[64];
+    size_t n = strcspn(id, "'");
+    assert_true(n < sizeof idbuf);
+    memcpy(idbuf, id, n);
+    idbuf[n] = '\0';
+    s->scanned = (size_t)(p - s->in) + 1;
+    if (!s->answer_pings)
+      continue;
+    char reply[256];
+    snprintf(reply, sizeof reply,
+             "<iq type='result' from='localhost' to='echo.localhost' id='%s'/>", idbuf);
+    send_str(s, reply);
+    s->pings_answered++;
+  }
+}
+
+static void server_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+  fake_server *s = stream->data;
+  if (nread < 0) {
+    free(buf->base);
+    server_drop(s);
+    return;
+  }
+  assert_true(s->in_len + (size_t)nread < sizeof s->in);
+  memcpy(s->in + s->in_len, buf->base, (size_t)nread);
+  s->in_len += (size_t)nread;
+  s->in[s->in_len] = '\0';
+  free(buf->base);
+  if (!s->handshaken) {
+    if (strstr(s->in, "to='echo.localhost'>") && !strstr(s->in, "<handshake>") &&
+        !strstr(s->in, "id='fake'")) {
+      send_str(s, "<?xml version='1.0'?><stream:stream "
+                  "xmlns:stream='http://etherx.jabber.org/streams' "
+                  "xmlns='jabber:component:accept' from='echo.localhost' id='fake'>");
+    }
+    char *h = strstr(s->in, "<handshake>");
+    if (h && strstr(h, "</handshake>")) {
+      char want[41];
+      bf__component_handshake_digest("fake", s->secret, want);
+      if (strncmp(h + 11, want, 40) == 0) {
+        s->handshaken = true;
+        send_str(s, "<handshake/>");
+      } else {
+        s->bad_handshake_seen = true;
+        send_str(s, "<stream:error><not-authorized "
+                    "xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"
+                    "</stream:stream>");
+        server_drop(s);
+      }
+    }
+    return;
+  }
+  answer_pings(s);
+}
+
+static void on_connection(uv_stream_t *listener, int status) {
+  fake_server *s = listener->data;
+  assert_int_equal(status, 0);
+  assert_false(s->client_open);
+  uv_tcp_init(s->loop, &s->client);
+  s->client.data = s;
+  assert_int_equal(uv_accept(listener, (uv_stream_t *)&s->client), 0);
+  s->client_open = true;
+  s->handshaken = false;
+  s->in_len = 0;
+  s->scanned = 0;
+  s->in[0] = '\0';
+  s->connections++;
+  uv_read_start((uv_stream_t *)&s->client, server_alloc, server_read);
+}
+
+static unsigned server_start(fake_server *s, uv_loop_t *loop) {
+  memset(s, 0, sizeof *s);
+  s->loop = loop;
+  s->secret = "s3cret";
+  uv_tcp_init(loop, &s->listener);
+  s->listener.data = s;
+  struct sockaddr_in addr;
+  uv_ip4_addr("127.0.0.1", 0, &addr);
+  assert_int_equal(uv_tcp_bind(&s->listener, (struct sockaddr *)&addr, 0), 0);
+  assert_int_equal(uv_listen((uv_stream_t *)&s->listener, 8, on_connection), 0);
+  struct sockaddr_storage name;
+  int len = sizeof name;
+  uv_tcp_getsockname(&s->listener, (struct sockaddr *)&name, &len);
+  return ntohs(((struct sockaddr_in *)&name)->sin_port);
+}
+
+static void on_tick(uv_timer_t *timer) { (void)timer; }
+
+/* Runs the loop until cond(data) or timeout_ms passes. */
+static bool run_until(uv_loop_t *loop, bool (*cond)(void *), void *data,
+                      uint64_t timeout_ms) {
+  uint64_t deadline = uv_now(loop) + timeout_ms;
+  uv_timer_t tick;
+  uv_timer_init(loop, &tick);
+  /* Wakes the loop up regularly so the condition is re-checked. */
+  uv_timer_start(&tick, on_tick, 10, 10);
+  bool ok = false;
+  while (uv_now(loop) < deadline) {
+    if (cond(data)) {
+      ok = true;
+      break;
+    }
+    uv_run(loop, UV_RUN_ONCE);
+    uv_update_time(loop);
+  }
+  uv_close((uv_handle_t *)&tick, NULL);
+  uv_run(loop, UV_RUN_NOWAIT);
+  return ok;
+}
+
+/* ---- a daemon with one echo gateway -------------------------------------- */
+
+typedef struct fixture {
+  uv_loop_t loop;
+  fake_server server;
+  bf_conf conf;
+  bf_conf_gateway gwconf;
+  bf_conf_entry entries[4];
+  bf_daemon daemon;
+  bf_gateway *gw;
+  char *dir;
+  char *db;
+  bool stopped;
+} fixture;
+
+static void fixture_conf(fixture *f, unsigned port, const char *secret) {
+  memset(&f->conf, 0, sizeof f->conf);
+  f->conf.path = "test.conf";
+  f->conf.max_stanza_size = 64 * 1024;
+  f->conf.max_depth = 64;
+  f->conf.write_queue_max = 1024 * 1024;
+  f->conf.keepalive_s = 60;
+  f->conf.ping_interval_s = 120;
+  f->conf.ping_timeout_s = 60;
+  f->conf.reconnect_min_s = 1;
+  f->conf.reconnect_max_s = 2;
+  f->conf.modules_dir = "/nonexistent";
+  memset(&f->gwconf, 0, sizeof f->gwconf);
+  f->gwconf.section = "echo";
+  f->gwconf.line = 1;
+  f->gwconf.transport = "echo";
+  f->gwconf.domain = "echo.localhost";
+  f->gwconf.secret = (char *)secret;
+  f->gwconf.server = "127.0.0.1";
+  f->gwconf.port = port;
+  f->gwconf.xmpp_domain = "localhost";
+  f->entries[0] = (bf_conf_entry){"transport", "echo", 2};
+  f->entries[1] = (bf_conf_entry){"domain", "echo.localhost", 3};
+  f->entries[2] = (bf_conf_entry){"durable", "yes", 4};
+  f->gwconf.entries = f->entries;
+  f->gwconf.n_entries = 3;
+  f->conf.gateways = &f->gwconf;
+  f->conf.n_gateways = 1;
+}
+
+static void fixture_start(fixture *f, const char *secret) {
+  char err[512];
+  assert_int_equal(uv_loop_init(&f->loop), 0);
+  unsigned port = server_start(&f->server, &f->loop);
+  fixture_conf(f, port, secret);
+  f->daemon.loop = &f->loop;
+  f->daemon.conf = &f->conf;
+  assert_int_equal(bf__store_open(&f->daemon.store, f->db, err, sizeof err), 0);
+  assert_int_equal(bf__gateway_new(&f->gw, &f->daemon, &f->gwconf, err, sizeof err), 0);
+  assert_int_equal(bf__gateway_check(f->gw, err, sizeof err), 0);
+  assert_int_equal(bf__gateway_start(f->gw), 0);
+  f->stopped = false;
+}
+
+static fixture *current;
+
+static void on_stopped(bf_gateway *gw) {
+  (void)gw;
+  current->stopped = true;
+}
+
+static bool is_stopped(void *data) { return ((fixture *)data)->stopped; }
+
+static void fixture_stop(fixture *f) {
+  bf__gateway_stop(f->gw, on_stopped);
+  assert_true(run_until(&f->loop, is_stopped, f, 5000));
+  bf__gateway_free(f->gw);
+  server_drop(&f->server);
+  uv_close((uv_handle_t *)&f->server.listener, NULL);
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+  bf__store_close(f->daemon.store);
+  /* MAKE_VALGRIND_HAPPY: every handle is closed. */
+  assert_int_equal(uv_loop_close(&f->loop), 0);
+}
+
+static bool is_online(void *data) {
+  fixture *f = data;
+  return f->server.handshaken && bf__component_online(&f->gw->component);
+}
+
+static unsigned count(const char *haystack, const char *needle) {
+  unsigned n = 0;
+  for (const char *p = haystack; (p = strstr(p, needle)); p++)
+    n++;
+  return n;
+}
+
+static bf_xml *message(const char *body) {
+  bf_xml *m = bf_xml_new("message", NULL);
+  bf_xml_set_attr(m, "from", "bob@echo.localhost");
+  bf_xml_set_attr(m, "to", "alice@localhost/pc");
+  bf_xml_add_text_child(m, "body", NULL, body);
+  return m;
+}
+
+static int64_t outbox_rows(fixture *f) {
+  return bf__store_outbox_count(f->daemon.store, "echo.localhost");
+}
+
+struct wait_text {
+  fixture *f;
+  const char *text;
+  unsigned times;
+};
+
+static bool seen(void *data) {
+  struct wait_text *w = data;
+  return w->f->server.client_open && count(w->f->server.in, w->text) >= w->times;
+}
+
+static bool outbox_empty(void *data) { return outbox_rows(data) == 0; }
+
+static int setup(void **state) {
+  fixture *f = calloc(1, sizeof *f);
+  f->dir = bf_test_tmpdir("component");
+  f->db = malloc(strlen(f->dir) + 16);
+  sprintf(f->db, "%s/bf.db", f->dir);
+  bf__log_init(BF_LOG_WARN, NULL);
+  current = f;
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  fixture *f = *state;
+  free(f->db);
+  free(f->dir);
+  free(f);
+  return 0;
+}
+
+static void test_outbox_confirmed_by_ping(void **state) {
+  fixture *f = *state;
+  fixture_start(f, "s3cret");
+  assert_true(run_until(&f->loop, is_online, f, 5000));
+
+  /* Sent while the server does not answer pings: stored, written, kept. */
+  for (int i = 0; i < 3; i++) {
+    char body[32];
+    snprintf(body, sizeof body, "durable %d", i);
+    bf_xml *m = message(body);
+    assert_int_equal(f->gw->host.send_durable(&f->gw->host, m), 0);
+    bf_xml_free(m);
+  }
+  struct wait_text w = {f, "durable 2", 1};
+  assert_true(run_until(&f->loop, seen, &w, 3000));
+  assert_int_equal(outbox_rows(f), 3);
+  assert_true(count(f->server.in, "<ping xmlns='urn:xmpp:ping'/>") >= 1);
+
+  /* The connection drops: rows survive and are sent again, in order, on the
+   * next stream; once a ping is answered they are deleted. */
+  f->server.answer_pings = true;
+  server_drop(&f->server);
+  assert_true(run_until(&f->loop, is_online, f, 5000));
+  assert_int_equal(f->server.connections, 2);
+  w = (struct wait_text){f, "durable 2", 1};
+  assert_true(run_until(&f->loop, seen, &w, 3000));
+  const char *first = strstr(f->server.in, "durable 0");
+  const char *second = strstr(f->server.in, "durable 1");
+  assert_non_null(first);
+  assert_non_null(second);
+  assert_true(first < second);
+  assert_true(run_until(&f->loop, outbox_empty, f, 3000));
+  fixture_stop(f);
+}
+
+static void test_outbox_survives_restart(void **state) {
+  fixture *f = *state;
+  /* Stored while offline (wrong port: nothing listens): nothing is lost. */
+  fixture_start(f, "s3cret");
+  bf_xml *m = message("written while offline");
+  uv_close((uv_handle_t *)&f->server.listener, NULL); /* server gone */
+  assert_int_equal(f->gw->host.send_durable(&f->gw->host, m), 0);
+  bf_xml_free(m);
+  assert_int_equal(outbox_rows(f), 1);
+  bf__gateway_stop(f->gw, on_stopped);
+  assert_true(run_until(&f->loop, is_stopped, f, 5000));
+  bf__gateway_free(f->gw);
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+  bf__store_close(f->daemon.store);
+  assert_int_equal(uv_loop_close(&f->loop), 0);
+
+  /* "Restart": a new daemon on the same database re-sends it. */
+  memset(&f->loop, 0, sizeof f->loop);
+  fixture_start(f, "s3cret");
+  f->server.answer_pings = true;
+  assert_true(run_until(&f->loop, is_online, f, 5000));
+  struct wait_text w = {f, "written while offline", 1};
+  assert_true(run_until(&f->loop, seen, &w, 3000));
+  assert_true(run_until(&f->loop, outbox_empty, f, 3000));
+  fixture_stop(f);
+}
+
+static void test_routing_defaults(void **state) {
+  fixture *f = *state;
+  fixture_start(f, "s3cret");
+  assert_true(run_until(&f->loop, is_online, f, 5000));
+  send_str(&f->server,
+           "<iq type='get' id='u1' from='alice@localhost/pc' to='echo.localhost'>"
+           "<query xmlns='urn:example:unknown'/></iq>"
+           "<iq type='get' id='u2' from='alice@localhost/pc' to='echo.localhost'>"
+           "<query xmlns='jabber:iq:version'/><extra/></iq>"
+           "<iq type='error' id='u3' from='alice@localhost/pc' to='echo.localhost'>"
+           "<error type='cancel'><item-not-found "
+           "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+           "<message type='error' from='alice@localhost/pc' to='bob@echo.localhost'>"
+           "<body>x</body></message>"
+           "<iq type='get' id='u4' from='alice@localhost/pc' to='echo.localhost'>"
+           "<ping xmlns='urn:xmpp:ping'/></iq>");
+  struct wait_text w = {f, "id='u4'", 1};
+  assert_true(run_until(&f->loop, seen, &w, 3000));
+  /* unknown namespace: service-unavailable, swapped addresses */
+  assert_non_null(strstr(f->server.in, "<iq type='error' id='u1' from='echo.localhost' "
+                                       "to='alice@localhost/pc'>"));
+  const char *u1 = strstr(f->server.in, "id='u1'");
+  assert_non_null(strstr(u1, "<service-unavailable"));
+  /* two payloads: bad-request */
+  const char *u2 = strstr(f->server.in, "id='u2'");
+  assert_non_null(u2);
+  assert_non_null(strstr(u2, "<bad-request"));
+  /* errors are never answered */
+  assert_null(strstr(f->server.in, "id='u3'"));
+  assert_int_equal(count(f->server.in, "type='error'"), 2);
+  /* ping answered */
+  assert_non_null(strstr(f->server.in, "type='result' id='u4'"));
+  fixture_stop(f);
+}
+
+static void test_wrong_secret_retries(void **state) {
+  fixture *f = *state;
+  fixture_start(f, "not-the-secret");
+  /* two refused attempts within the 1-2 s backoff */
+  uint64_t deadline = uv_now(&f->loop) + 6000;
+  while (f->server.connections < 2 && uv_now(&f->loop) < deadline) {
+    uv_run(&f->loop, UV_RUN_ONCE);
+    uv_update_time(&f->loop);
+  }
+  assert_true(f->server.connections >= 2);
+  assert_true(f->server.bad_handshake_seen);
+  assert_false(bf__component_online(&f->gw->component));
+  fixture_stop(f);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_digest_vectors),
+      cmocka_unit_test_setup_teardown(test_outbox_confirmed_by_ping, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_outbox_survives_restart, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_routing_defaults, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_wrong_secret_retries, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
