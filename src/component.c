@@ -27,6 +27,7 @@ static const char stream_header_fmt[] =
 static const char stream_close[] = "</stream:stream>";
 
 static void connect_now(bf_component *c);
+static void close_handles(bf_component *c);
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 static void on_keepalive(uv_timer_t *timer);
@@ -403,7 +404,13 @@ static void on_timer_closed(uv_handle_t *handle) {
   maybe_stopped(c);
 }
 
+/* The last step of a stop: once no request or socket is pending, the
+ * timers and the flusher are closed; stopped runs from the last close
+ * callback. Safe to call more than once. */
 static void close_handles(bf_component *c) {
+  if (!c->stopping || c->resolving || c->tcp_open || c->handles_closing)
+    return;
+  c->handles_closing = true;
   uv_close((uv_handle_t *)&c->timer, on_timer_closed);
   uv_close((uv_handle_t *)&c->keepalive, on_timer_closed);
   uv_close((uv_handle_t *)&c->flusher, on_timer_closed);
@@ -447,7 +454,7 @@ static void on_backoff(uv_timer_t *timer) {
 
 static void schedule_reconnect(bf_component *c) {
   if (c->stopping) {
-    maybe_stopped(c);
+    close_handles(c);
     return;
   }
   unsigned delay = backoff_ms(c);
@@ -580,7 +587,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
   if (c->stopping) {
     if (res)
       uv_freeaddrinfo(res);
-    maybe_stopped(c);
+    close_handles(c);
     return;
   }
   if (status < 0 || !res) {
@@ -691,25 +698,19 @@ void bf__component_stop(bf_component *c) {
       c->cb->offline(c);
     break;
   case BF_COMPONENT_CONNECTING:
+    /* A resolution already running in the thread pool can't be cancelled
+     * (UV_EBUSY): on_resolved then sees stopping. */
     if (c->resolving)
-      uv_cancel((uv_req_t *)&c->resolver);
+      (void)uv_cancel((uv_req_t *)&c->resolver);
     /* fall through */
   case BF_COMPONENT_OPENING:
   case BF_COMPONENT_HANDSHAKE:
+  case BF_COMPONENT_IDLE:
+  case BF_COMPONENT_CLOSING:
     c->state = BF_COMPONENT_CLOSING;
     if (c->tcp_open)
-      close_tcp(c);
-    else if (!c->resolving)
-      close_handles(c);
-    break;
-  case BF_COMPONENT_IDLE:
-    c->state = BF_COMPONENT_CLOSING;
+      close_tcp(c); /* on_tcp_closed goes on with close_handles */
     close_handles(c);
-    break;
-  case BF_COMPONENT_CLOSING:
-    /* on_tcp_closed sees stopping and closes the rest. */
-    if (!c->tcp_open)
-      close_handles(c);
     break;
   case BF_COMPONENT_STOPPED:
     break;

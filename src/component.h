@@ -69,6 +69,7 @@ struct bf_component {
 
   enum bf_component_state state;
   bool stopping;             /* bf__component_stop was called */
+  bool handles_closing;      /* timers and flusher are being closed */
   uv_tcp_t tcp;
   bool tcp_open;             /* tcp is initialised and not yet closed */
   uv_getaddrinfo_t resolver;

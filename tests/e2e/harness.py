@@ -1,0 +1,771 @@
+"""End-to-end test harness: a private Prosody, the babelfish daemon, and
+XMPP clients (slixmpp) on loopback, driven synchronously from unittest.
+
+Environment (set by tests/CMakeLists.txt):
+  BABELFISH     path of the daemon
+  BF_MODULES    folder holding echo_so.so
+  BF_TEST_TMP   scratch folder (a unique subfolder is made per Lab)
+  BF_SOURCE_DIR source tree (unused here, available to tests)
+  BF_KEEP_TMP=1 keep the scratch folders even when every test passes
+
+Everything started here runs in its own process group with a parent-death
+signal, and is stopped by PID in Lab.close() / atexit, so no Prosody or
+babelfish outlives the test run even when it fails or is killed.
+
+Prosody recipe: /work/shared/PROTOCOL-NOTES.md section 4.1 (run_as_root
+variant: no setpriv/chown needed when the tests run as root in CI).
+"""
+import asyncio
+import atexit
+import ctypes
+import hashlib
+import logging
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import uuid
+import xml.etree.ElementTree as ET
+
+import slixmpp
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
+
+NS_CLIENT = "jabber:client"
+NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
+NS_DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
+NS_VERSION = "jabber:iq:version"
+NS_PING = "urn:xmpp:ping"
+
+PROSODY = shutil.which("prosody") or "/usr/bin/prosody"
+PROSODYCTL = shutil.which("prosodyctl") or "/usr/bin/prosodyctl"
+
+# slixmpp logs every connection error at WARNING/ERROR; the tests assert on
+# what matters, so keep the output readable.
+logging.basicConfig(level=logging.CRITICAL)
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
+
+
+def _child_setup():
+    """Runs in the child between fork and exec: if the test runner dies
+    (ctest timeout, ^C), the child gets SIGTERM instead of leaking."""
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def env_path(name):
+    value = os.environ.get(name)
+    if not value:
+        raise RuntimeError("environment variable %s is not set (run through "
+                           "ctest, or export it)" % name)
+    return value
+
+
+def q(tag, ns=NS_CLIENT):
+    """Clark notation: q('body') -> '{jabber:client}body'."""
+    return "{%s}%s" % (ns, tag)
+
+
+def xml_escape(text):
+    # CR as a character reference: a raw one would be normalised away by
+    # the XML parser (XML 1.0 section 2.11).
+    return (text.replace("&", "&amp;").replace("<", "&lt;")
+            .replace(">", "&gt;").replace("'", "&apos;")
+            .replace('"', "&quot;").replace("\r", "&#13;"))
+
+
+# ---------------------------------------------------------------- ports ---
+
+_taken_ports = set()
+
+
+def _port_is_free(port):
+    # No SO_REUSEADDR: a port in TIME_WAIT or LISTEN counts as taken.
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def free_port():
+    """A free loopback port in 20000-32000: below the Linux ephemeral range
+    (32768-60999), where outgoing connections cannot grab it between our
+    check and the server's bind (PROTOCOL-NOTES section 4)."""
+    for _ in range(500):
+        port = random.randint(20000, 32000)
+        if port not in _taken_ports and _port_is_free(port):
+            _taken_ports.add(port)
+            return port
+    raise RuntimeError("no free port found in 20000-32000")
+
+
+def port_open(port, host="127.0.0.1"):
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for(predicate, timeout, interval=0.05, what="condition"):
+    """Polls predicate() until it returns a true value (returned) or the
+    timeout expires (AssertionError)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out after %.1f s waiting for %s"
+                                 % (timeout, what))
+        time.sleep(interval)
+
+
+# ------------------------------------------------------------ processes ---
+
+class Process:
+    """A child process with stdout+stderr appended to a log file."""
+
+    def __init__(self, argv, log_path, cwd=None, name=None):
+        self.argv = list(argv)
+        self.log_path = log_path
+        self.name = name or os.path.basename(argv[0])
+        self.cwd = cwd
+        self.proc = None
+        self.start()
+
+    def start(self):
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, cwd=self.cwd,
+                start_new_session=True, preexec_fn=_child_setup)
+        _live_processes.add(self)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def returncode(self):
+        return self.proc.poll()
+
+    def log_text(self, since=0):
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(since)
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def mark(self):
+        """An offset into the log, for log_text(since=…)/wait_log(since=…)."""
+        try:
+            return os.path.getsize(self.log_path)
+        except FileNotFoundError:
+            return 0
+
+    def count_log(self, regex, since=0):
+        return len(re.findall(regex, self.log_text(since), re.M))
+
+    def wait_log(self, regex, timeout=10, since=0, count=1):
+        """Waits until regex matched count times in the log after since;
+        returns the last match."""
+        def found():
+            matches = list(re.finditer(regex, self.log_text(since), re.M))
+            return matches[count - 1] if len(matches) >= count else None
+        try:
+            return wait_for(found, timeout, what="%s log /%s/ x%d"
+                            % (self.name, regex, count))
+        except AssertionError:
+            raise AssertionError(
+                "%s: /%s/ not seen %d time(s) in %.1f s (alive=%s); log tail:\n%s"
+                % (self.name, regex, count, timeout, self.alive(),
+                   tail(self.log_text(since))))
+
+    def send_signal(self, sig):
+        if self.alive():
+            os.kill(self.proc.pid, sig)
+
+    def stop(self, timeout=5.0, sig=signal.SIGTERM):
+        """Sends sig by PID and waits; SIGKILL after timeout. Returns
+        (exit code, seconds from the signal to the exit). The exit code is
+        -9 when it had to be killed."""
+        if self.proc is None:
+            return None, 0.0
+        t0 = time.monotonic()
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        elapsed = time.monotonic() - t0
+        _live_processes.discard(self)
+        return self.proc.returncode, elapsed
+
+
+_live_processes = set()
+
+
+@atexit.register
+def _kill_leftovers():
+    for p in list(_live_processes):
+        try:
+            p.stop(timeout=3)
+        except Exception:  # noqa: BLE001 – best effort at exit
+            pass
+
+
+def tail(text, lines=40):
+    return "\n".join(text.splitlines()[-lines:])
+
+
+# -------------------------------------------------------------- Prosody ---
+
+class Prosody(Process):
+    """A private Prosody 0.12 on free loopback ports.
+
+    components: {domain: secret}. Users alice/alicepw and bob/bobpw on the
+    VirtualHost "localhost". Prosody's own log (debug, to a file) is the
+    referee for component connections: count_auth(domain)."""
+
+    USERS = {"alice": "alicepw", "bob": "bobpw"}
+
+    def __init__(self, lab, components, stanza_limit=8 * 1024 * 1024):
+        self.lab = lab
+        self.dir = lab.mkdir("prosody")
+        self.data = os.path.join(self.dir, "data")
+        os.makedirs(self.data)
+        os.makedirs(os.path.join(self.dir, "certs"))
+        self.c2s_port = free_port()
+        self.component_port = free_port()
+        self.components = dict(components)
+        self.debug_log = os.path.join(self.data, "prosody.log")
+        self.cfg = os.path.join(self.dir, "prosody.cfg.lua")
+        lines = [
+            'data_path = "%s"' % self.data,
+            'pidfile = "%s/prosody.pid"' % self.data,
+            'certificates = "%s/certs"' % self.dir,
+            'plugin_paths = {}',
+            'run_as_root = true',
+            'interfaces = { "127.0.0.1" }',
+            'local_interfaces = { "127.0.0.1" }',
+            'c2s_ports = { %d }' % self.c2s_port,
+            'component_ports = { %d }' % self.component_port,
+            'component_interfaces = { "127.0.0.1" }',
+            'http_ports = {}',
+            'https_ports = {}',
+            'modules_enabled = { "roster"; "saslauth"; "disco"; "ping"; '
+            '"register"; "posix"; }',
+            'modules_disabled = { "s2s"; "offline" }',
+            'log = {',
+            '  { levels = { min = "debug" }, to = "file", filename = "%s" };'
+            % self.debug_log,
+            '  { levels = { min = "info" }, to = "console" };',
+            '}',
+            'authentication = "internal_hashed"',
+            'storage = "internal"',
+            'c2s_require_encryption = false',
+            'allow_unencrypted_plain_auth = true',
+            'allow_registration = false',
+            # Let big stanzas through Prosody so the daemon's own
+            # max_stanza_size is what gets exercised.
+            'c2s_stanza_size_limit = %d' % stanza_limit,
+            'component_stanza_size_limit = %d' % stanza_limit,
+            '',
+            'VirtualHost "localhost"',
+        ]
+        for domain, secret in self.components.items():
+            lines += ['', 'Component "%s"' % domain,
+                      '  component_secret = "%s"' % secret]
+        with open(self.cfg, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        for user, password in self.USERS.items():
+            r = subprocess.run(
+                [PROSODYCTL, "--config", self.cfg, "register", user,
+                 "localhost", password],
+                stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                timeout=30, preexec_fn=_child_setup)
+            if r.returncode != 0:
+                raise RuntimeError("prosodyctl register %s failed (%d): %s%s"
+                                   % (user, r.returncode, r.stdout, r.stderr))
+        super().__init__([PROSODY, "-F", "--config", self.cfg],
+                         os.path.join(self.dir, "console.log"),
+                         cwd=self.dir, name="prosody")
+
+    def start(self):
+        super().start()
+        self.wait_ready()
+
+    def wait_ready(self, timeout=15):
+        def ready():
+            if not self.alive():
+                raise AssertionError("prosody exited (%s):\n%s" % (
+                    self.returncode(), tail(self.log_text())))
+            return port_open(self.component_port) and self._c2s_answers()
+        wait_for(ready, timeout, interval=0.1, what="prosody ports %d/%d"
+                 % (self.c2s_port, self.component_port))
+
+    def _c2s_answers(self):
+        """True once Prosody's event loop answers a c2s stream header: a
+        mere TCP connect succeeds as soon as the port is bound, before
+        mod_posix installs its SIGTERM handler (a timer run by the loop)."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.c2s_port),
+                                          timeout=1) as s:
+                s.sendall(b"<?xml version='1.0'?><stream:stream to='localhost'"
+                          b" xmlns='jabber:client' xmlns:stream="
+                          b"'http://etherx.jabber.org/streams' version='1.0'>")
+                buf = b""
+                while b"<stream:features" not in buf:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        return False
+                    buf += chunk
+                s.sendall(b"</stream:stream>")
+                return True
+        except OSError:
+            return False
+
+    def restart(self):
+        """SIGTERM, then start again on the same ports (same data)."""
+        rc, took = self.stop(timeout=10)
+        self.start()
+        return rc, took
+
+    def debug_text(self, since=0):
+        try:
+            with open(self.debug_log, "rb") as f:
+                f.seek(since)
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def debug_mark(self):
+        try:
+            return os.path.getsize(self.debug_log)
+        except FileNotFoundError:
+            return 0
+
+    # mod_component logs these with the component host as the source, e.g.
+    # "Nov 24 16:20:00 echo.localhost:component\tinfo\tExternal component
+    # successfully authenticated" (mod_component.lua l.82, l.104).
+    def count_auth(self, domain, since=0):
+        return len(re.findall(
+            r"^.*%s:component\s+info\s+External component successfully "
+            r"authenticated" % re.escape(domain), self.debug_text(since), re.M))
+
+    def count_auth_failed(self, domain, since=0):
+        return len(re.findall(
+            r"Component authentication failed for %s\b" % re.escape(domain),
+            self.debug_text(since)))
+
+    def wait_auth(self, domain, count=1, timeout=10, since=0, daemon=None):
+        """Waits for count component sessions of domain; fails at once
+        if daemon (the process expected to connect) exits meanwhile."""
+        def done():
+            if daemon is not None and not daemon.alive():
+                raise AssertionError("%s exited with %s before %s connected;"
+                                     " log tail:\n%s" % (
+                                         daemon.name, daemon.returncode(),
+                                         domain, tail(daemon.log_text())))
+            return self.count_auth(domain, since) >= count
+        wait_for(done, timeout,
+                 what="%s component authenticated x%d" % (domain, count))
+
+
+# ------------------------------------------------------------ babelfish ---
+
+class Babelfish(Process):
+    def __init__(self, lab, config_text, name="babelfish", extra_args=()):
+        self.dir = lab.mkdir(name)
+        self.cfg = os.path.join(self.dir, "babelfish.ini")
+        with open(self.cfg, "w") as f:
+            f.write(config_text)
+        super().__init__([lab.babelfish_path, "-c", self.cfg, *extra_args],
+                         os.path.join(self.dir, "babelfish.log"),
+                         cwd=self.dir, name=name)
+
+
+def babelfish_config(lab, prosody, gateways, **core):
+    """INI text: [babelfish] with the test defaults (overridable through
+    core) and one section per gateway: {section: {key: value}}."""
+    values = {
+        "server": "127.0.0.1",
+        "port": prosody.component_port,
+        "database": os.path.join(lab.root, "bf.db"),
+        "log_level": "debug",
+        "modules_dir": lab.modules_dir,
+        "keepalive_interval": 60,
+        "ping_interval": 120,
+        "ping_timeout": 60,
+        "reconnect_min": 1,
+        "reconnect_max": 4,
+        "max_stanza_size": "512K",
+    }
+    values.update(core)
+    out = ["[babelfish]"] + ["%s = %s" % kv for kv in values.items()]
+    for section, keys in gateways.items():
+        out += ["", "[%s]" % section] + ["%s = %s" % kv for kv in keys.items()]
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------- client ---
+
+class Client:
+    """A slixmpp c2s client used synchronously: every call runs the lab's
+    event loop until its own work is done (incoming stanzas are queued by
+    the handlers meanwhile and inspected with wait_* afterwards)."""
+
+    def __init__(self, lab, user, resource=None):
+        self.lab = lab
+        self.loop = lab.loop
+        self.resource = resource or "e2e-%s" % uuid.uuid4().hex[:6]
+        self.jid = "%s@localhost/%s" % (user, self.resource)
+        self.password = Prosody.USERS[user]
+        self.inbox = []          # ET elements (iq/message/presence), in order
+        self._arrived = asyncio.Event()
+        self.xmpp = None
+
+    def _on_stanza(self, stanza):
+        self.inbox.append(stanza.xml)
+        self._arrived.set()
+
+    def connect(self, port, timeout=10):
+        xmpp = slixmpp.ClientXMPP(self.jid, self.password)
+        xmpp.loop = self.loop
+        for name in ("iq", "message", "presence"):
+            # A handler per kind so the stanza objects are whole.
+            xmpp.register_handler(Callback(
+                "e2e-" + name, MatchXPath("{%s}%s" % (NS_CLIENT, name)),
+                self._on_stanza))
+        started = self.loop.create_future()
+
+        def session_start(_):
+            xmpp.send_presence()
+            if not started.done():
+                started.set_result(True)
+
+        def failed(what):
+            def cb(*_):
+                if not started.done():
+                    started.set_exception(AssertionError(
+                        "%s: %s" % (self.jid, what)))
+            return cb
+
+        xmpp.add_event_handler("session_start", session_start)
+        xmpp.add_event_handler("failed_auth", failed("authentication failed"))
+        xmpp.add_event_handler("connection_failed", failed("connection failed"))
+        xmpp.connect(("127.0.0.1", port), force_starttls=False,
+                     disable_starttls=True)
+        self.xmpp = xmpp
+        try:
+            self.run(asyncio.wait_for(started, timeout))
+        except BaseException:
+            xmpp.abort()
+            self.xmpp = None
+            raise
+        return self
+
+    def run(self, coro):
+        return self.loop.run_until_complete(coro)
+
+    def pump(self, seconds):
+        """Lets the loop run (deliver/receive) for a while."""
+        self.run(asyncio.sleep(seconds))
+
+    def send_raw(self, text):
+        self.xmpp.send_raw(text)
+        self.pump(0)
+
+    def new_id(self):
+        return "e2e-" + uuid.uuid4().hex[:12]
+
+    def wait_stanza(self, predicate, timeout=10, what="stanza"):
+        """Removes and returns the first inbox element satisfying
+        predicate, waiting up to timeout seconds."""
+        async def waiter():
+            deadline = self.loop.time() + timeout
+            while True:
+                for i, el in enumerate(self.inbox):
+                    if predicate(el):
+                        return self.inbox.pop(i)
+                left = deadline - self.loop.time()
+                if left <= 0:
+                    raise AssertionError(
+                        "%s: no %s within %.1f s; inbox: %s" % (
+                            self.jid, what, timeout,
+                            [ET.tostring(e, "unicode")[:300]
+                             for e in self.inbox]))
+                self._arrived.clear()
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), left)
+                except asyncio.TimeoutError:
+                    pass
+        return self.run(waiter())
+
+    def iq(self, to, payload, type_="get", timeout=10, id_=None):
+        """Sends <iq type=type_ to=to id=…>payload</iq> (payload: raw XML
+        text) and returns the reply element (result or error)."""
+        id_ = id_ or self.new_id()
+        self.send_raw("<iq type='%s' to='%s' id='%s'>%s</iq>"
+                      % (type_, xml_escape(to), id_, payload))
+        return self.wait_stanza(
+            lambda el: el.tag == q("iq") and el.get("id") == id_
+            and el.get("type") in ("result", "error"),
+            timeout, what="iq reply id=%s from %s" % (id_, to))
+
+    def message(self, to, body=None, subject=None, thread=None, type_=None,
+                id_=None):
+        id_ = id_ or self.new_id()
+        parts = []
+        if subject is not None:
+            parts.append("<subject>%s</subject>" % xml_escape(subject))
+        if body is not None:
+            parts.append("<body>%s</body>" % xml_escape(body))
+        if thread is not None:
+            parts.append("<thread>%s</thread>" % xml_escape(thread))
+        type_attr = " type='%s'" % type_ if type_ else ""
+        self.send_raw("<message to='%s' id='%s'%s>%s</message>"
+                      % (xml_escape(to), id_, type_attr, "".join(parts)))
+        return id_
+
+    def wait_message(self, from_=None, timeout=10, predicate=None):
+        def match(el):
+            return (el.tag == q("message")
+                    and (from_ is None or el.get("from") == from_)
+                    and (predicate is None or predicate(el)))
+        return self.wait_stanza(match, timeout,
+                                what="message from %s" % (from_ or "anyone"))
+
+    def disconnect(self):
+        if self.xmpp is None:
+            return
+        xmpp, self.xmpp = self.xmpp, None
+        try:
+            if xmpp.transport is not None:
+                self.run(asyncio.wait_for(xmpp.disconnect(wait=0.5), 3))
+        except Exception:  # noqa: BLE001 – a dead server is fine here
+            pass
+        if xmpp.transport is not None:
+            xmpp.abort()
+        self.pump(0.05)
+
+
+def child_text(el, tag, ns=NS_CLIENT):
+    child = el.find(q(tag, ns))
+    return None if child is None else (child.text or "")
+
+
+def stanza_error(el):
+    """(type, condition) of an error stanza, or None."""
+    err = el.find(q("error"))
+    if err is None:
+        return None
+    cond = None
+    for child in err:
+        if child.tag.startswith("{%s}" % NS_STANZAS) and \
+                not child.tag.endswith("}text"):
+            cond = child.tag.split("}", 1)[1]
+            break
+    return err.get("type"), cond
+
+
+# ------------------------------------------------------------- raw comp ---
+
+class RawComponent:
+    """A bare XEP-0114 session on a socket, to check a Prosody setup
+    without the daemon (harness self-test)."""
+
+    def __init__(self, port, domain, secret, timeout=5):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout)
+        self.sock.sendall((
+            "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept'"
+            " xmlns:stream='http://etherx.jabber.org/streams' to='%s'>"
+            % domain).encode())
+        header = self.recv_until(rb"<stream:stream[^>]*>")
+        m = re.search(r"\bid=['\"]([^'\"]+)['\"]", header)
+        if not m:
+            raise AssertionError("no stream id in %r" % header)
+        digest = hashlib.sha1((m.group(1) + secret).encode()).hexdigest()
+        self.sock.sendall(("<handshake>%s</handshake>" % digest).encode())
+        self.handshake_reply = self.recv_until(
+            rb"<handshake\s*/>|</stream:stream>")
+
+    def recv_until(self, pattern, timeout=5):
+        buf = b""
+        deadline = time.monotonic() + timeout
+        while not re.search(pattern, buf):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            buf += chunk
+        return buf.decode("utf-8", "replace")
+
+    def send(self, text):
+        self.sock.sendall(text.encode())
+
+    def close(self):
+        try:
+            self.sock.sendall(b"</stream:stream>")
+        except OSError:
+            pass
+        self.sock.close()
+
+
+# ------------------------------------------------------------------ Lab ---
+
+_roots = []
+_keep_roots = False
+
+
+@atexit.register
+def _remove_roots():
+    if _keep_roots or os.environ.get("BF_KEEP_TMP") == "1":
+        for r in _roots:
+            print("e2e: scratch folder kept: %s" % r, file=sys.stderr)
+        return
+    for r in _roots:
+        shutil.rmtree(r, ignore_errors=True)
+
+
+class Lab:
+    """Owns one scratch folder, one asyncio loop, and every process and
+    client it starts. Use as a context manager or call close()."""
+
+    def __init__(self, name="lab"):
+        base = os.environ.get("BF_TEST_TMP") or tempfile.gettempdir()
+        os.makedirs(base, exist_ok=True)
+        self.root = tempfile.mkdtemp(prefix="e2e-%s-" % name, dir=base)
+        _roots.append(self.root)
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        self.processes = []
+        self.clients = []
+        self._n = 0
+
+    @property
+    def babelfish_path(self):
+        return env_path("BABELFISH")
+
+    @property
+    def modules_dir(self):
+        return env_path("BF_MODULES")
+
+    def mkdir(self, name):
+        self._n += 1
+        path = os.path.join(self.root, "%02d-%s" % (self._n, name))
+        os.makedirs(path)
+        return path
+
+    def prosody(self, components):
+        p = Prosody(self, components)
+        self.processes.append(p)
+        return p
+
+    def babelfish(self, config_text, **kw):
+        b = Babelfish(self, config_text, **kw)
+        self.processes.append(b)
+        return b
+
+    def client(self, prosody, user="alice"):
+        c = Client(self, user).connect(prosody.c2s_port)
+        self.clients.append(c)
+        return c
+
+    def run_babelfish(self, *args, timeout=10):
+        """Runs the daemon to completion (CLI options); returns
+        CompletedProcess with text stdout/stderr."""
+        return subprocess.run([self.babelfish_path, *args],
+                              stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, timeout=timeout, cwd=self.root,
+                              preexec_fn=_child_setup)
+
+    def write(self, name, text):
+        path = os.path.join(self.root, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def dump_logs(self, out=sys.stderr):
+        for p in self.processes:
+            print("----- %s log (%s), last lines -----\n%s"
+                  % (p.name, p.log_path, tail(p.log_text(), 60)), file=out)
+            if isinstance(p, Prosody):
+                print("----- prosody debug log, last lines -----\n%s"
+                      % tail(p.debug_text(), 40), file=out)
+
+    def close(self):
+        for c in self.clients:
+            c.disconnect()
+        self.clients = []
+        # babelfish first, so it does not log a pointless reconnect storm.
+        for p in sorted(self.processes, key=lambda p: isinstance(p, Prosody)):
+            p.stop(timeout=5)
+        # Cancel what slixmpp left running (its send queue and filters)
+        # so closing the loop does not warn about pending coroutines.
+        pending = asyncio.all_tasks(self.loop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            self.loop.run_until_complete(
+                asyncio.gather(*pending, return_exceptions=True))
+        self.loop.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+class E2ETestCase(unittest.TestCase):
+    """Base class: prints the labs' logs when a test fails or errors and
+    keeps the scratch folder for inspection. Subclasses put their Lab(s)
+    in self.lab (per test) or cls.lab (per class)."""
+
+    def run(self, result=None):
+        result = result or self.defaultTestResult()
+        before = len(result.failures) + len(result.errors)
+        out = super().run(result)
+        if len(result.failures) + len(result.errors) > before:
+            global _keep_roots
+            _keep_roots = True
+            lab = getattr(self, "lab", None)
+            if lab is not None:
+                lab.dump_logs()
+        return out
+
+
+def report(fmt, *args):
+    """Prints a measured figure so it shows in the ctest log."""
+    print("  [measure] " + (fmt % args if args else fmt), flush=True)
+
+
+def main():
+    unittest.main(verbosity=2)
