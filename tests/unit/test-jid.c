@@ -521,10 +521,66 @@ static void test_escape_round_trip(void **state)
   }
 }
 
+/* bf_jid_parse prepares ASCII parts without libidn; the standalone prep
+ * functions always use libidn. Both must agree on every ASCII character
+ * in every part, in every position. */
+static void check_ascii_part(const char *jid_str, int part, const char *raw)
+{
+  bf_jid jid;
+  char *ref = NULL;
+  int ref_rc = part == 0   ? bf_jid_nodeprep(raw, &ref)
+               : part == 1 ? bf_jid_nameprep(raw, &ref)
+                           : bf_jid_resourceprep(raw, &ref);
+  int rc = bf_jid_parse(&jid, jid_str);
+  if (ref_rc != 0) {
+    if (rc == 0)
+      fail_msg("'%s': libidn refuses part '%s', the fast path accepts it",
+               jid_str, raw);
+  } else {
+    if (rc != 0)
+      fail_msg("'%s': libidn accepts part '%s', the fast path refuses it",
+               jid_str, raw);
+    const char *got = part == 0 ? jid.local : part == 1 ? jid.domain : jid.resource;
+    assert_string_equal(got, ref);
+    bf_jid_close(&jid);
+  }
+  free(ref);
+}
+
+static void test_ascii_fast_path_matches_libidn(void **state)
+{
+  (void)state;
+  char raw[16], full[64];
+  for (int c = 1; c < 128; c++) {
+    if (c == '@' || c == '/')
+      continue; /* separators, not part content */
+    for (size_t k = 0; k < 3; k++) {
+      /* the character first, last, and between capitals */
+      if (k == 0)
+        snprintf(raw, sizeof raw, "%cx", c);
+      else if (k == 1)
+        snprintf(raw, sizeof raw, "x%c", c);
+      else
+        snprintf(raw, sizeof raw, "X%cY", c);
+      snprintf(full, sizeof full, "%s@example.org/r", raw);
+      check_ascii_part(full, 0, raw);
+      snprintf(full, sizeof full, "a@%s.example.org", raw);
+      char domain[32];
+      snprintf(domain, sizeof domain, "%s.example.org", raw);
+      check_ascii_part(full, 1, domain);
+      snprintf(full, sizeof full, "a@example.org/%s", raw);
+      check_ascii_part(full, 2, raw);
+    }
+  }
+  /* trailing dot and case in a pure-ASCII domain */
+  check_ascii_part("a@Example.ORG.", 1, "Example.ORG.");
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_parts),
+      cmocka_unit_test(test_ascii_fast_path_matches_libidn),
       cmocka_unit_test(test_normalisation),
       cmocka_unit_test(test_invalid),
       cmocka_unit_test(test_lengths),
