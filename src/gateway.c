@@ -36,9 +36,10 @@ static int check_addresses(bf_gateway *gw, const bf_xml *stanza) {
   const char *to = bf_xml_attr(stanza, "to");
   const char *why = NULL;
   bf_jid jid;
+  char buf[BF_JID_STACK_BUFFER];
   if (!from) {
     why = "no 'from'";
-  } else if (bf_jid_parse(&jid, from) != 0) {
+  } else if (bf_jid_parse_buf(&jid, from, buf, sizeof buf) != 0) {
     why = "an invalid 'from'";
   } else {
     bool ours = !strcmp(jid.domain, gw->conf->domain);
@@ -49,7 +50,7 @@ static int check_addresses(bf_gateway *gw, const bf_xml *stanza) {
   if (!why) {
     if (!to)
       why = "no 'to'";
-    else if (bf_jid_parse(&jid, to) != 0)
+    else if (bf_jid_parse_buf(&jid, to, buf, sizeof buf) != 0)
       why = "an invalid 'to'";
     else
       bf_jid_close(&jid);

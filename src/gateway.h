@@ -16,6 +16,10 @@
 #include "module.h"
 #include "store.h"
 
+/* Room for a typical JID on the stack (bf_jid_parse_buf): the hot path
+ * parses two per stanza each way. */
+#define BF_JID_STACK_BUFFER 512
+
 typedef struct bf_gateway bf_gateway;
 typedef struct bf_gateway_timer bf_gateway_timer;
 

@@ -197,7 +197,7 @@ static bool all_ascii(const char *s, size_t len)
   return true;
 }
 
-int bf_jid_parse(bf_jid *jid, const char *str)
+static int parse(bf_jid *jid, const char *str, char *buf, size_t size)
 {
   int rc = 0;
   char *storage = NULL;
@@ -240,29 +240,31 @@ int bf_jid_parse(bf_jid *jid, const char *str)
   if (ascii) {
     /* Preparation never grows ASCII: one exact allocation, parts prepared
      * in place where they end up. */
-    storage = malloc(total + 3);
-    if (!storage) {
+    char *mem = buf && size >= total + 3 ? buf : malloc(total + 3);
+    if (!mem) {
       rc = BF_ENOMEM;
       goto out;
     }
+    if (mem != buf)
+      storage = mem;
     size_t local_n = 0, domain_n = 0, resource_n = 0;
     size_t domain_at = 0;
     if (local) {
-      if ((rc = prep_ascii(storage, local, local_len, PART_LOCAL, &local_n)))
+      if ((rc = prep_ascii(mem, local, local_len, PART_LOCAL, &local_n)))
         goto out;
       domain_at = local_n + 1;
     }
-    if ((rc = prep_ascii(storage + domain_at, domain, domain_len, PART_DOMAIN,
+    if ((rc = prep_ascii(mem + domain_at, domain, domain_len, PART_DOMAIN,
                          &domain_n)))
       goto out;
     size_t resource_at = domain_at + domain_n + 1;
-    if (resource && (rc = prep_ascii(storage + resource_at, resource,
+    if (resource && (rc = prep_ascii(mem + resource_at, resource,
                                      resource_len, PART_RESOURCE, &resource_n)))
       goto out;
     jid->storage = storage;
-    jid->local = local ? storage : NULL;
-    jid->domain = storage + domain_at;
-    jid->resource = resource ? storage + resource_at : NULL;
+    jid->local = local ? mem : NULL;
+    jid->domain = mem + domain_at;
+    jid->resource = resource ? mem + resource_at : NULL;
     storage = NULL;
     goto out;
   }
@@ -309,6 +311,16 @@ int bf_jid_parse(bf_jid *jid, const char *str)
 out:
   free(storage);
   return rc;
+}
+
+int bf_jid_parse(bf_jid *jid, const char *str)
+{
+  return parse(jid, str, NULL, 0);
+}
+
+int bf_jid_parse_buf(bf_jid *jid, const char *str, char *buf, size_t size)
+{
+  return parse(jid, str, buf, size);
 }
 
 void bf_jid_close(bf_jid *jid)

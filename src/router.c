@@ -104,6 +104,7 @@ void bf__router_dispatch(bf_gateway *gw, bf_xml *stanza) {
   const char *tag = gw->conf->section;
   const char *name = bf_xml_name(stanza);
   bf_jid from = {0}, to = {0};
+  char from_buf[BF_JID_STACK_BUFFER], to_buf[BF_JID_STACK_BUFFER];
   bool have_to = false;
   bool is_iq = !strcmp(name, "iq");
   if (strcmp(bf_xml_xmlns(stanza), BF_NS_COMPONENT) != 0 ||
@@ -115,13 +116,14 @@ void bf__router_dispatch(bf_gateway *gw, bf_xml *stanza) {
   if (is_iq && bf__gateway_ping_reply(gw, stanza))
     goto out;
   const char *from_attr = bf_xml_attr(stanza, "from");
-  if (!from_attr || bf_jid_parse(&from, from_attr) != 0) {
+  if (!from_attr ||
+      bf_jid_parse_buf(&from, from_attr, from_buf, sizeof from_buf) != 0) {
     /* Without a valid sender there is nobody to answer. */
     bf__warn(tag, "dropping a <%s/> with a missing or invalid 'from'", name);
     goto out;
   }
   const char *to_attr = bf_xml_attr(stanza, "to");
-  have_to = to_attr && bf_jid_parse(&to, to_attr) == 0;
+  have_to = to_attr && bf_jid_parse_buf(&to, to_attr, to_buf, sizeof to_buf) == 0;
   if (!have_to || strcmp(to.domain, gw->conf->domain) != 0) {
     reply_error(gw, stanza, false, have_to ? "item-not-found" : "jid-malformed",
                 NULL);

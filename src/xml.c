@@ -27,6 +27,7 @@
 
 #define NS_SEP '\x01'
 #define NS_XML "http://www.w3.org/XML/1998/namespace"
+#define NS_XMLNS "http://www.w3.org/2000/xmlns/"
 
 /* The first block holds a typical stanza (message + body + a few
  * attributes is ~700 bytes) and stays in glibc's tcache size range. */
@@ -38,6 +39,8 @@
 
 #define DEFAULT_MAX_STANZA_SIZE (512 * 1024)
 #define DEFAULT_MAX_DEPTH 64
+/* The stream header is no stanza; it gets at least this much room. */
+#define MIN_HEADER_SIZE (64 * 1024)
 
 /* The namespace of roots created with xmlns NULL and of stanzas. Nodes in
  * it point at this very string, so comparisons mostly end at the pointer. */
@@ -285,6 +288,8 @@ static const char *xmlns_for(arena *a, const bf_xml *parent, const char *xmlns) 
   const char *scope = parent ? parent->u.el.xmlns : ns_component;
   if (!xmlns || xmlns == scope || strcmp(xmlns, scope) == 0)
     return scope;
+  if (strcmp(xmlns, NS_XMLNS) == 0)
+    return NULL; /* reserved for declarations (Namespaces in XML §3) */
   if (strcmp(xmlns, ns_component) == 0)
     return ns_component;
   if (!*xmlns)
@@ -741,12 +746,24 @@ int bf__xml_escape(bf_buf *out, const char *text, size_t len, bool attribute) {
   return rc;
 }
 
+/* An element in the XML namespace (<xml:foo/> is legal) must keep the
+ * xml prefix: that namespace cannot be declared as a default (Namespaces
+ * in XML §3). */
+static bool in_xml_ns(const char *ns) {
+  return ns[0] == 'h' && strcmp(ns, NS_XML) == 0;
+}
+
+static int put_name(bf_buf *out, const bf_xml *el) {
+  int rc = in_xml_ns(el->u.el.xmlns) ? PUT_LIT(out, "xml:") : 0;
+  return rc ? rc : put(out, el->name, strlen(el->name));
+}
+
 static int open_tag(bf_buf *out, const bf_xml *el, const char *scope) {
   int rc;
-  if ((rc = PUT_LIT(out, "<")) || (rc = put(out, el->name, strlen(el->name))))
+  if ((rc = PUT_LIT(out, "<")) || (rc = put_name(out, el)))
     return rc;
   const char *ns = el->u.el.xmlns;
-  if (ns != scope && strcmp(ns, scope) != 0) {
+  if (ns != scope && strcmp(ns, scope) != 0 && !in_xml_ns(ns)) {
     if ((rc = PUT_LIT(out, " xmlns='")) || (rc = escape(out, ns, strlen(ns), true)) ||
         (rc = PUT_LIT(out, "'")))
       return rc;
@@ -805,7 +822,7 @@ static int serialize(const bf_xml *top, const char *parent_xmlns, bf_buf *out) {
         break;
       }
       el = el->parent;
-      if ((rc = PUT_LIT(out, "</")) || (rc = put(out, el->name, strlen(el->name))) ||
+      if ((rc = PUT_LIT(out, "</")) || (rc = put_name(out, el)) ||
           (rc = PUT_LIT(out, ">")))
         return rc;
     }
@@ -871,6 +888,13 @@ static void fail(bf_xml_stream *s, const char *condition, const char *text) {
   (void)XML_StopParser(s->parser, XML_FALSE);
   if (s->cb->error)
     s->cb->error(s->data, condition, text);
+}
+
+/* The longest single token (start tag, …) accepted. */
+static uint64_t token_limit(const bf_xml_stream *s) {
+  if (s->depth == 0 && s->max_size < MIN_HEADER_SIZE)
+    return MIN_HEADER_SIZE;
+  return s->max_size;
 }
 
 static uint64_t event_end(bf_xml_stream *s) {
@@ -1042,7 +1066,7 @@ static void XMLCALL on_start(void *ud, const XML_Char *name, const XML_Char **at
   s->mark = end;
   /* Consistent with check_limits, whatever the chunking: a start tag
    * that alone is over the limit cannot be skipped with bounded memory. */
-  if (end - start > s->max_size) {
+  if (end - start > token_limit(s)) {
     snprintf(s->reason, sizeof s->reason,
              "a start tag longer than max_stanza_size (%llu bytes)",
              (unsigned long long)s->max_size);
@@ -1282,7 +1306,7 @@ static const char *error_condition(enum XML_Error code) {
 static void check_limits(bf_xml_stream *s) {
   if (s->stanza && s->fed - s->stanza_start > s->max_size)
     enter_skip(s);
-  if (!s->stopped && s->fed - s->mark > s->max_size) {
+  if (!s->stopped && s->fed - s->mark > token_limit(s)) {
     snprintf(s->reason, sizeof s->reason,
              "a single XML token longer than max_stanza_size (%llu bytes)",
              (unsigned long long)s->max_size);

@@ -28,6 +28,13 @@ typedef struct bf_jid {
  * BF_JID_PART_MAX) or BF_ENOMEM. */
 int bf_jid_parse(bf_jid *jid, const char *str);
 
+/* bf_jid_parse without an allocation when the prepared JID fits in buf
+ * (size bytes, e.g. a stack array; strlen(str) + 3 is always enough for
+ * ASCII): the parts then point into buf, which must outlive jid. Otherwise
+ * it allocates like bf_jid_parse. Either way bf_jid_close releases it. For
+ * the hot path: a stanza's from and to. */
+int bf_jid_parse_buf(bf_jid *jid, const char *str, char *buf, size_t size);
+
 /* Releases what bf_jid_parse allocated and zeroes jid (NULL is allowed). */
 void bf_jid_close(bf_jid *jid);
 

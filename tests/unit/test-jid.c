@@ -576,10 +576,39 @@ static void test_ascii_fast_path_matches_libidn(void **state)
   check_ascii_part("a@Example.ORG.", 1, "Example.ORG.");
 }
 
+static void test_parse_buf(void **state)
+{
+  (void)state;
+  char buf[64];
+  bf_jid jid;
+  /* fits: nothing allocated, parts inside buf */
+  assert_int_equal(bf_jid_parse_buf(&jid, "Alice@Example.org/Pc", buf, sizeof buf), 0);
+  assert_null(jid.storage);
+  assert_true(jid.local >= buf && jid.local < buf + sizeof buf);
+  assert_string_equal(jid.local, "alice");
+  assert_string_equal(jid.domain, "example.org");
+  assert_string_equal(jid.resource, "Pc");
+  bf_jid_close(&jid);
+  /* too small: falls back to an allocation, same result */
+  assert_int_equal(bf_jid_parse_buf(&jid, "Alice@Example.org/Pc", buf, 8), 0);
+  assert_non_null(jid.storage);
+  assert_string_equal(jid.local, "alice");
+  bf_jid_close(&jid);
+  /* non-ASCII goes through libidn */
+  assert_int_equal(bf_jid_parse_buf(&jid, "Stra\xc3\x9f" "e@x.org", buf, sizeof buf), 0);
+  assert_string_equal(jid.local, "strasse");
+  bf_jid_close(&jid);
+  /* errors leave nothing to free */
+  assert_int_equal(bf_jid_parse_buf(&jid, "a b@x.org", buf, sizeof buf), BF_EINVAL);
+  assert_null(jid.domain);
+  assert_null(jid.storage);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_parts),
+      cmocka_unit_test(test_parse_buf),
       cmocka_unit_test(test_ascii_fast_path_matches_libidn),
       cmocka_unit_test(test_normalisation),
       cmocka_unit_test(test_invalid),
