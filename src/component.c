@@ -581,6 +581,26 @@ static void on_connect(uv_connect_t *req, int status) {
   uv_timer_start(&c->timer, on_handshake_timeout, HANDSHAKE_TIMEOUT_MS, 0);
 }
 
+/* Opens the TCP connection to a resolved address. */
+static void connect_to(bf_component *c, const struct sockaddr *addr) {
+  int rc = uv_tcp_init(c->loop, &c->tcp);
+  if (rc) {
+    schedule_reconnect(c);
+    return;
+  }
+  c->tcp_open = true;
+  c->open_handles++;
+  (void)uv_tcp_nodelay(&c->tcp, 1);
+  rc = uv_tcp_connect(&c->connect_req, &c->tcp, addr, on_connect);
+  if (rc) {
+    bf__error(c->opt.tag, "cannot connect to %s:%u: %s", c->opt.server,
+              c->opt.port, uv_strerror(rc));
+    c->state = BF_COMPONENT_CLOSING;
+    c->reconnect_after_close = true;
+    close_tcp(c);
+  }
+}
+
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
   bf_component *c = bf_container_of(req, bf_component, resolver);
   c->resolving = false;
@@ -598,31 +618,24 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     schedule_reconnect(c);
     return;
   }
-  int rc = uv_tcp_init(c->loop, &c->tcp);
-  if (rc) {
-    uv_freeaddrinfo(res);
-    schedule_reconnect(c);
-    return;
-  }
-  c->tcp_open = true;
-  c->open_handles++;
-  (void)uv_tcp_nodelay(&c->tcp, 1);
-  rc = uv_tcp_connect(&c->connect_req, &c->tcp, res->ai_addr, on_connect);
+  connect_to(c, res->ai_addr);
   uv_freeaddrinfo(res);
-  if (rc) {
-    bf__error(c->opt.tag, "cannot connect to %s:%u: %s", c->opt.server,
-              c->opt.port, uv_strerror(rc));
-    c->state = BF_COMPONENT_CLOSING;
-    c->reconnect_after_close = true;
-    close_tcp(c);
-  }
 }
 
 static void connect_now(bf_component *c) {
+  c->state = BF_COMPONENT_CONNECTING;
+  /* A numeric address (the usual 127.0.0.1) needs no resolver: skipping
+   * getaddrinfo keeps libuv's thread pool, and its memory, unstarted. */
+  struct sockaddr_storage addr;
+  if (uv_ip4_addr(c->opt.server, (int)c->opt.port, (struct sockaddr_in *)&addr) == 0 ||
+      uv_ip6_addr(c->opt.server, (int)c->opt.port, (struct sockaddr_in6 *)&addr) == 0) {
+    bf__debug(c->opt.tag, "connecting to %s:%u", c->opt.server, c->opt.port);
+    connect_to(c, (const struct sockaddr *)&addr);
+    return;
+  }
   char port[16];
   snprintf(port, sizeof port, "%u", c->opt.port);
   struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-  c->state = BF_COMPONENT_CONNECTING;
   int rc = uv_getaddrinfo(c->loop, &c->resolver, on_resolved, c->opt.server,
                           port, &hints);
   if (rc) {
@@ -632,7 +645,7 @@ static void connect_now(bf_component *c) {
     return;
   }
   c->resolving = true;
-  bf__debug(c->opt.tag, "connecting to %s:%u", c->opt.server, c->opt.port);
+  bf__debug(c->opt.tag, "resolving %s", c->opt.server);
 }
 
 int bf__component_start(bf_component *c, uv_loop_t *loop,

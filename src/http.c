@@ -17,10 +17,11 @@
 #include <string.h>
 #include <strings.h>
 
-#include <curl/curl.h>
 
 #include "babelfish/error.h"
 #include "buf.h"
+#include "curl_lazy.h"
+#include "log.h"
 #include "util.h"
 
 #ifndef BF_VERSION
@@ -370,6 +371,11 @@ static int ensure_multi(bf_http *http) {
   if (http->multi)
     return 0;
   if (!http->curl_initialised) {
+    char why[256];
+    if (bf__curl_load(why, sizeof why) != 0) {
+      bf__error(NULL, "HTTP client unavailable: %s", why);
+      return BF_EIO;
+    }
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
       return BF_EIO;
     http->curl_initialised = true;
