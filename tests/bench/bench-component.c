@@ -127,7 +127,7 @@ typedef struct results {
   double stanzas_per_sec, flood_s, daemon_cpu_pct, driver_cpu_pct;
   double expat_per_sec, ratio;
   double lat_p50_us, lat_p99_us, lat_max_us;
-  long idle_rss_kib, hwm_kib;
+  long idle_rss_kib, idle_anon_kib, hwm_kib;
   double startup_accept_ms, startup_handshake_ms;
   uint64_t flood_bytes, messages_out, pings, others;
 } results;
@@ -1192,6 +1192,7 @@ static int run_throughput(const options *o, const bench_env *e, results *r)
     if (pump(&c, idle_end) < 0)
       goto out;
   r->idle_rss_kib = proc_status_kib(c.pid, "VmRSS");
+  r->idle_anon_kib = proc_status_kib(c.pid, "RssAnon");
 
   if (run_flood(&c, o, flood, flood_len, r) < 0)
     goto out;
@@ -1400,6 +1401,7 @@ int main(int argc, char **argv)
       printf("latency_max_us %.0f\n", r.lat_max_us);
     }
     printf("idle_rss_kib %ld\n", r.idle_rss_kib);
+    printf("idle_rss_anon_kib %ld\n", r.idle_anon_kib);
     printf("peak_rss_kib %ld\n", r.hwm_kib);
     printf("first_start_ms %.2f\n", r.startup_accept_ms);
     printf("pings_answered %" PRIu64 "\n", r.pings);
