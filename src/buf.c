@@ -17,7 +17,7 @@ void bf__buf_close(bf_buf *buf) {
   bf__buf_init(buf, buf->max);
 }
 
-int bf__buf_reserve(bf_buf *buf, size_t extra) {
+int bf__buf_grow(bf_buf *buf, size_t extra) {
   if (buf->max && (extra > buf->max || buf->len > buf->max - extra))
     return BF_E2BIG;
   size_t need = buf->len + extra + 1;

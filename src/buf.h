@@ -13,8 +13,17 @@ typedef struct bf_buf {
 
 void bf__buf_init(bf_buf *buf, size_t max);
 void bf__buf_close(bf_buf *buf);
-/* Makes room for extra more bytes (+1 for the NUL). 0, BF_E2BIG, BF_ENOMEM. */
-int bf__buf_reserve(bf_buf *buf, size_t extra);
+/* The slow path of bf__buf_reserve. */
+int bf__buf_grow(bf_buf *buf, size_t extra);
+
+/* Makes room for extra more bytes (+1 for the NUL). 0, BF_E2BIG, BF_ENOMEM.
+ * Inline: the serializer calls it for every run of text it copies. */
+static inline int bf__buf_reserve(bf_buf *buf, size_t extra) {
+  if (extra < buf->cap - buf->len &&
+      (!buf->max || (extra <= buf->max && buf->len <= buf->max - extra)))
+    return 0;
+  return bf__buf_grow(buf, extra);
+}
 int bf__buf_append(bf_buf *buf, const void *data, size_t len);
 int bf__buf_append_str(bf_buf *buf, const char *str);
 /* Drops the first n bytes (n <= len). */

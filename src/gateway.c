@@ -29,32 +29,64 @@ static inline bf_gateway *gw_of(const bf_host *host) {
 
 /* ---- outbound check ------------------------------------------------------ */
 
+static int jid_cache_find(const bf_gateway *gw, const char *str, size_t len) {
+  for (int i = 0; i < BF_JID_CACHE_SIZE; i++) {
+    if (gw->jid_cache[i].len == len && gw->jid_cache[i].jid &&
+        memcmp(gw->jid_cache[i].jid, str, len) == 0)
+      return i;
+  }
+  return -1;
+}
+
+void bf__gateway_jid_remember(bf_gateway *gw, const char *str, bool ours) {
+  size_t len = strlen(str);
+  if (jid_cache_find(gw, str, len) >= 0)
+    return;
+  char *copy = malloc(len + 1);
+  if (!copy)
+    return; /* only a cache */
+  memcpy(copy, str, len + 1);
+  unsigned slot = gw->jid_cache_next++ % BF_JID_CACHE_SIZE;
+  free(gw->jid_cache[slot].jid);
+  gw->jid_cache[slot].jid = copy;
+  gw->jid_cache[slot].len = len;
+  gw->jid_cache[slot].ours = ours;
+}
+
+/* Is str a valid JID, and is it at our domain? Cached. */
+static bool jid_valid(bf_gateway *gw, const char *str, bool *ours) {
+  int i = jid_cache_find(gw, str, strlen(str));
+  if (i >= 0) {
+    *ours = gw->jid_cache[i].ours;
+    return true;
+  }
+  bf_jid jid;
+  char buf[BF_JID_STACK_BUFFER];
+  if (bf_jid_parse_buf(&jid, str, buf, sizeof buf) != 0)
+    return false;
+  *ours = !strcmp(jid.domain, gw->conf->domain);
+  bf_jid_close(&jid);
+  bf__gateway_jid_remember(gw, str, *ours);
+  return true;
+}
+
 /* XEP-0114 §3 and protocol notes §1.4: every stanza needs 'from' at our
  * domain and a valid 'to', or the server drops the whole stream. */
 static int check_addresses(bf_gateway *gw, const bf_xml *stanza) {
   const char *from = bf_xml_attr(stanza, "from");
   const char *to = bf_xml_attr(stanza, "to");
   const char *why = NULL;
-  bf_jid jid;
-  char buf[BF_JID_STACK_BUFFER];
-  if (!from) {
+  bool ours = false;
+  if (!from)
     why = "no 'from'";
-  } else if (bf_jid_parse_buf(&jid, from, buf, sizeof buf) != 0) {
+  else if (!jid_valid(gw, from, &ours))
     why = "an invalid 'from'";
-  } else {
-    bool ours = !strcmp(jid.domain, gw->conf->domain);
-    bf_jid_close(&jid);
-    if (!ours)
-      why = "a 'from' outside the gateway's domain";
-  }
-  if (!why) {
-    if (!to)
-      why = "no 'to'";
-    else if (bf_jid_parse_buf(&jid, to, buf, sizeof buf) != 0)
-      why = "an invalid 'to'";
-    else
-      bf_jid_close(&jid);
-  }
+  else if (!ours)
+    why = "a 'from' outside the gateway's domain";
+  else if (!to)
+    why = "no 'to'";
+  else if (!jid_valid(gw, to, &ours))
+    why = "an invalid 'to'";
   if (!why)
     return 0;
   bf__error(gw->conf->section,
@@ -553,6 +585,8 @@ void bf__gateway_free(bf_gateway *gw) {
   if (gw->component_started)
     bf__component_close(&gw->component);
   bf__module_unload(&gw->module);
+  for (int i = 0; i < BF_JID_CACHE_SIZE; i++)
+    free(gw->jid_cache[i].jid);
   free(gw->kv_namespace);
   free(gw->schema_owner);
   free(gw);

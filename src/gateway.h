@@ -19,6 +19,7 @@
 /* Room for a typical JID on the stack (bf_jid_parse_buf): the hot path
  * parses two per stanza each way. */
 #define BF_JID_STACK_BUFFER 512
+#define BF_JID_CACHE_SIZE 8
 
 typedef struct bf_gateway bf_gateway;
 typedef struct bf_gateway_timer bf_gateway_timer;
@@ -62,6 +63,16 @@ struct bf_gateway {
   int64_t outbox_written;      /* highest outbox id written on this stream */
   bool outbox_replaying;       /* rows remain that are not written yet */
 
+  /* JIDs recently found valid, so the outbound check doesn't prepare the
+   * same addresses again: a reply goes to the JID a stanza came from, and
+   * a transport talks to the same few users (see bf__gateway_jid_known). */
+  struct {
+    char *jid;
+    size_t len;
+    bool ours;                 /* its domain is the gateway's */
+  } jid_cache[BF_JID_CACHE_SIZE];
+  unsigned jid_cache_next;
+
   /* statistics */
   uint64_t errors_sent;
   uint64_t oversize;
@@ -85,6 +96,10 @@ void bf__gateway_free(bf_gateway *gw);
  * the gateway's domain or a JID at it, 'to' a valid JID (protocol notes
  * §1.4: anything else is a stream error that drops every user). */
 int bf__gateway_send(bf_gateway *gw, const bf_xml *stanza);
+
+/* Remembers str as a valid JID (ours: at the gateway's domain). str:
+ * copied. */
+void bf__gateway_jid_remember(bf_gateway *gw, const char *str, bool ours);
 
 /* router.c: what happens to a stanza from the server. stanza: taken. */
 void bf__router_dispatch(bf_gateway *gw, bf_xml *stanza);

@@ -129,6 +129,9 @@ void bf__router_dispatch(bf_gateway *gw, bf_xml *stanza) {
                 NULL);
     goto out;
   }
+  /* Replies go back to these two: spare the outbound check the work. */
+  bf__gateway_jid_remember(gw, from_attr, !strcmp(from.domain, gw->conf->domain));
+  bf__gateway_jid_remember(gw, to_attr, true);
 
   const char *type = bf_xml_attr(stanza, "type");
   bool request = bf_stanza_is_request(stanza);

@@ -186,6 +186,12 @@ static bool is_name_char(unsigned char c) {
 
 /* Names given through the API: ASCII NCNames, which is every name XMPP
  * uses; anything else could make the serializer write bad XML. */
+/* Attribute names are short and mostly differ in their first byte
+ * (from, to, id, type): compare that inline before calling strcmp. */
+static inline bool same_name(const char *a, const char *b) {
+  return a[0] == b[0] && strcmp(a, b) == 0;
+}
+
 static bool valid_ncname(const char *name) {
   if (!name || !is_name_start((unsigned char)*name))
     return false;
@@ -443,9 +449,11 @@ bf_xml *bf_xml_add_copy(bf_xml *parent, const bf_xml *src) {
 
 /* "xml:" followed by an NCName, or an NCName. */
 static bool valid_attr_name(const char *name) {
-  if (name && strncmp(name, "xml:", 4) == 0)
+  if (!name)
+    return false;
+  if (name[0] == 'x' && strncmp(name, "xml:", 4) == 0)
     return valid_ncname(name + 4);
-  return valid_ncname(name) && strcmp(name, "xmlns") != 0;
+  return valid_ncname(name) && !(name[0] == 'x' && strcmp(name, "xmlns") == 0);
 }
 
 int bf_xml_set_attr(bf_xml *el, const char *name, const char *value) {
@@ -455,7 +463,7 @@ int bf_xml_set_attr(bf_xml *el, const char *name, const char *value) {
   attr *at = el->u.el.attrs;
   uint32_t n = el->u.el.nattrs;
   for (uint32_t i = 0; i < n; i++) {
-    if (strcmp(at[i].name, name) != 0)
+    if (!same_name(at[i].name, name))
       continue;
     if (!value) {
       memmove(&at[i], &at[i + 1], (n - i - 1) * sizeof *at);
@@ -535,7 +543,7 @@ const char *bf_xml_xmlns(const bf_xml *el) { return el->u.el.xmlns; }
 const char *bf_xml_attr(const bf_xml *el, const char *name) {
   const attr *at = el->u.el.attrs;
   for (uint32_t i = 0, n = el->u.el.nattrs; i < n; i++)
-    if (strcmp(at[i].name, name) == 0)
+    if (same_name(at[i].name, name))
       return at[i].value;
   return NULL;
 }
