@@ -31,29 +31,61 @@ static inline bf_gateway *gw_of(const bf_host *host) {
 
 static int jid_cache_find(const bf_gateway *gw, const char *str, size_t len) {
   for (int i = 0; i < BF_JID_CACHE_SIZE; i++) {
-    if (gw->jid_cache[i].len == len && gw->jid_cache[i].jid &&
-        memcmp(gw->jid_cache[i].jid, str, len) == 0)
+    const struct bf_jid_cache_entry *e = &gw->jid_cache[i];
+    if (e->mem && e->raw_len == len && memcmp(e->mem, str, len) == 0)
       return i;
   }
   return -1;
 }
 
-void bf__gateway_jid_remember(bf_gateway *gw, const char *str, bool ours) {
-  size_t len = strlen(str);
-  if (jid_cache_find(gw, str, len) >= 0)
-    return;
-  char *copy = malloc(len + 1);
-  if (!copy)
+static void jid_cache_add(bf_gateway *gw, const char *str, size_t len,
+                          const bf_jid *jid) {
+  size_t local_len = jid->local ? strlen(jid->local) + 1 : 0;
+  size_t domain_len = strlen(jid->domain) + 1;
+  size_t resource_len = jid->resource ? strlen(jid->resource) + 1 : 0;
+  size_t prepared_len = local_len + domain_len + resource_len;
+  char *mem = malloc(len + 1 + prepared_len);
+  if (!mem)
     return; /* only a cache */
-  memcpy(copy, str, len + 1);
-  unsigned slot = gw->jid_cache_next++ % BF_JID_CACHE_SIZE;
-  free(gw->jid_cache[slot].jid);
-  gw->jid_cache[slot].jid = copy;
-  gw->jid_cache[slot].len = len;
-  gw->jid_cache[slot].ours = ours;
+  memcpy(mem, str, len + 1);
+  char *p = mem + len + 1;
+  if (jid->local)
+    memcpy(p, jid->local, local_len);
+  memcpy(p + local_len, jid->domain, domain_len);
+  if (jid->resource)
+    memcpy(p + local_len + domain_len, jid->resource, resource_len);
+  struct bf_jid_cache_entry *e =
+      &gw->jid_cache[gw->jid_cache_next++ % BF_JID_CACHE_SIZE];
+  free(e->mem);
+  e->mem = mem;
+  e->raw_len = len;
+  e->prepared_len = prepared_len;
+  e->has_local = jid->local != NULL;
+  e->domain_at = (int)local_len;
+  e->resource_at = jid->resource ? (int)(local_len + domain_len) : -1;
+  e->ours = !strcmp(jid->domain, gw->conf->domain);
 }
 
-/* Is str a valid JID, and is it at our domain? Cached. */
+int bf__gateway_jid_parse(bf_gateway *gw, const char *str, bf_jid *jid,
+                          char *buf, size_t size) {
+  size_t len = strlen(str);
+  int i = jid_cache_find(gw, str, len);
+  if (i >= 0 && gw->jid_cache[i].prepared_len <= size) {
+    const struct bf_jid_cache_entry *e = &gw->jid_cache[i];
+    memcpy(buf, e->mem + len + 1, e->prepared_len);
+    jid->storage = NULL;
+    jid->local = e->has_local ? buf : NULL;
+    jid->domain = buf + e->domain_at;
+    jid->resource = e->resource_at >= 0 ? buf + e->resource_at : NULL;
+    return 0;
+  }
+  int rc = bf_jid_parse_buf(jid, str, buf, size);
+  if (rc == 0 && i < 0)
+    jid_cache_add(gw, str, len, jid);
+  return rc;
+}
+
+/* Is str a valid JID, and is it at our domain? */
 static bool jid_valid(bf_gateway *gw, const char *str, bool *ours) {
   int i = jid_cache_find(gw, str, strlen(str));
   if (i >= 0) {
@@ -62,11 +94,10 @@ static bool jid_valid(bf_gateway *gw, const char *str, bool *ours) {
   }
   bf_jid jid;
   char buf[BF_JID_STACK_BUFFER];
-  if (bf_jid_parse_buf(&jid, str, buf, sizeof buf) != 0)
+  if (bf__gateway_jid_parse(gw, str, &jid, buf, sizeof buf) != 0)
     return false;
   *ours = !strcmp(jid.domain, gw->conf->domain);
   bf_jid_close(&jid);
-  bf__gateway_jid_remember(gw, str, *ours);
   return true;
 }
 
@@ -586,7 +617,7 @@ void bf__gateway_free(bf_gateway *gw) {
     bf__component_close(&gw->component);
   bf__module_unload(&gw->module);
   for (int i = 0; i < BF_JID_CACHE_SIZE; i++)
-    free(gw->jid_cache[i].jid);
+    free(gw->jid_cache[i].mem);
   free(gw->kv_namespace);
   free(gw->schema_owner);
   free(gw);

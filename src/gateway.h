@@ -63,12 +63,16 @@ struct bf_gateway {
   int64_t outbox_written;      /* highest outbox id written on this stream */
   bool outbox_replaying;       /* rows remain that are not written yet */
 
-  /* JIDs recently found valid, so the outbound check doesn't prepare the
-   * same addresses again: a reply goes to the JID a stanza came from, and
-   * a transport talks to the same few users (see bf__gateway_jid_known). */
-  struct {
-    char *jid;
-    size_t len;
+  /* JIDs recently prepared, raw form -> prepared parts, so the same
+   * addresses are not prepared again and again: replies go to the JID a
+   * stanza came from, and a transport talks to the same few users. */
+  struct bf_jid_cache_entry {
+    char *mem;                 /* raw\0 local\0 domain\0 resource\0 */
+    size_t raw_len;
+    size_t prepared_len;       /* bytes after raw\0 */
+    int domain_at;             /* offsets in the prepared part */
+    int resource_at;           /* -1: none */
+    bool has_local;
     bool ours;                 /* its domain is the gateway's */
   } jid_cache[BF_JID_CACHE_SIZE];
   unsigned jid_cache_next;
@@ -97,9 +101,9 @@ void bf__gateway_free(bf_gateway *gw);
  * §1.4: anything else is a stream error that drops every user). */
 int bf__gateway_send(bf_gateway *gw, const bf_xml *stanza);
 
-/* Remembers str as a valid JID (ours: at the gateway's domain). str:
- * copied. */
-void bf__gateway_jid_remember(bf_gateway *gw, const char *str, bool ours);
+/* bf_jid_parse_buf through the gateway's cache of recent JIDs. */
+int bf__gateway_jid_parse(bf_gateway *gw, const char *str, bf_jid *jid,
+                          char *buf, size_t size);
 
 /* router.c: what happens to a stanza from the server. stanza: taken. */
 void bf__router_dispatch(bf_gateway *gw, bf_xml *stanza);

@@ -117,21 +117,19 @@ void bf__router_dispatch(bf_gateway *gw, bf_xml *stanza) {
     goto out;
   const char *from_attr = bf_xml_attr(stanza, "from");
   if (!from_attr ||
-      bf_jid_parse_buf(&from, from_attr, from_buf, sizeof from_buf) != 0) {
+      bf__gateway_jid_parse(gw, from_attr, &from, from_buf, sizeof from_buf) != 0) {
     /* Without a valid sender there is nobody to answer. */
     bf__warn(tag, "dropping a <%s/> with a missing or invalid 'from'", name);
     goto out;
   }
   const char *to_attr = bf_xml_attr(stanza, "to");
-  have_to = to_attr && bf_jid_parse_buf(&to, to_attr, to_buf, sizeof to_buf) == 0;
+  have_to = to_attr &&
+            bf__gateway_jid_parse(gw, to_attr, &to, to_buf, sizeof to_buf) == 0;
   if (!have_to || strcmp(to.domain, gw->conf->domain) != 0) {
     reply_error(gw, stanza, false, have_to ? "item-not-found" : "jid-malformed",
                 NULL);
     goto out;
   }
-  /* Replies go back to these two: spare the outbound check the work. */
-  bf__gateway_jid_remember(gw, from_attr, !strcmp(from.domain, gw->conf->domain));
-  bf__gateway_jid_remember(gw, to_attr, true);
 
   const char *type = bf_xml_attr(stanza, "type");
   bool request = bf_stanza_is_request(stanza);

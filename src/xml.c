@@ -186,10 +186,16 @@ static bool is_name_char(unsigned char c) {
 
 /* Names given through the API: ASCII NCNames, which is every name XMPP
  * uses; anything else could make the serializer write bad XML. */
-/* Attribute names are short and mostly differ in their first byte
- * (from, to, id, type): compare that inline before calling strcmp. */
+/* Attribute names are short and differ in their first two bytes (from,
+ * to, type, id, xml:lang): compare those inline before calling strcmp. */
 static inline bool same_name(const char *a, const char *b) {
-  return a[0] == b[0] && strcmp(a, b) == 0;
+  if (a[0] != b[0])
+    return false;
+  if (a[0] == '\0')
+    return true;
+  if (a[1] != b[1])
+    return false;
+  return a[1] == '\0' || strcmp(a + 2, b + 2) == 0;
 }
 
 static bool valid_ncname(const char *name) {
@@ -575,7 +581,7 @@ bf_xml *bf_xml_parent(const bf_xml *el) { return el->parent; }
 
 bf_xml *bf_xml_child(const bf_xml *el, const char *name, const char *xmlns) {
   for (bf_xml *c = bf_xml_first_child(el); c; c = bf_xml_next(c)) {
-    if (name && strcmp(c->name, name) != 0)
+    if (name && !same_name(c->name, name))
       continue;
     if (xmlns && c->u.el.xmlns != xmlns && strcmp(c->u.el.xmlns, xmlns) != 0)
       continue;

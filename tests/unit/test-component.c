@@ -463,12 +463,74 @@ static void test_wrong_secret_retries(void **state) {
   fixture_stop(f);
 }
 
+static void check_parsed(const bf_jid *j, const char *local, const char *domain,
+                         const char *resource) {
+  if (local)
+    assert_string_equal(j->local, local);
+  else
+    assert_null(j->local);
+  assert_string_equal(j->domain, domain);
+  if (resource)
+    assert_string_equal(j->resource, resource);
+  else
+    assert_null(j->resource);
+}
+
+/* The gateway's JID cache gives what bf_jid_parse gives, hit or miss, and
+ * keeps refusing what must not be sent. */
+static void test_jid_cache(void **state) {
+  fixture *f = *state;
+  fixture_start(f, "s3cret");
+  bf_gateway *gw = f->gw;
+  char buf[BF_JID_STACK_BUFFER];
+  bf_jid j;
+  for (int round = 0; round < 2; round++) { /* miss, then hit */
+    assert_int_equal(bf__gateway_jid_parse(gw, "Alice@LocalHost/Pc", &j, buf, sizeof buf), 0);
+    check_parsed(&j, "alice", "localhost", "Pc");
+    bf_jid_close(&j);
+    assert_int_equal(bf__gateway_jid_parse(gw, "echo.localhost", &j, buf, sizeof buf), 0);
+    check_parsed(&j, NULL, "echo.localhost", NULL);
+    bf_jid_close(&j);
+    assert_int_equal(bf__gateway_jid_parse(gw, "x@echo.localhost/a/b@c", &j, buf, sizeof buf), 0);
+    check_parsed(&j, "x", "echo.localhost", "a/b@c");
+    bf_jid_close(&j);
+    assert_int_equal(bf__gateway_jid_parse(gw, "bad jid@x", &j, buf, sizeof buf), BF_EINVAL);
+  }
+  /* a buffer too small for the cached form falls back to an allocation */
+  char tiny[4];
+  assert_int_equal(bf__gateway_jid_parse(gw, "Alice@LocalHost/Pc", &j, tiny, sizeof tiny), 0);
+  check_parsed(&j, "alice", "localhost", "Pc");
+  bf_jid_close(&j);
+  /* more JIDs than entries: evicted ones are parsed again, correctly */
+  for (int i = 0; i < 3 * BF_JID_CACHE_SIZE; i++) {
+    char raw[64], local[64], resource[16];
+    snprintf(raw, sizeof raw, "User%d@Echo.LocalHost/r%d", i % 11, i % 5);
+    snprintf(local, sizeof local, "user%d", i % 11);
+    snprintf(resource, sizeof resource, "r%d", i % 5);
+    assert_int_equal(bf__gateway_jid_parse(gw, raw, &j, buf, sizeof buf), 0);
+    check_parsed(&j, local, "echo.localhost", resource);
+    bf_jid_close(&j);
+  }
+  /* the outbound check uses the cached 'ours': a cached JID of another
+   * domain is still refused as 'from' */
+  bf_xml *m = bf_xml_new("message", NULL);
+  bf_xml_set_attr(m, "from", "Alice@LocalHost/Pc");
+  bf_xml_set_attr(m, "to", "alice@localhost");
+  assert_int_equal(bf__gateway_send(gw, m), BF_EINVAL);
+  bf_xml_set_attr(m, "from", "x@echo.localhost/a/b@c");
+  bf_xml_set_attr(m, "to", "bad jid@x");
+  assert_int_equal(bf__gateway_send(gw, m), BF_EINVAL);
+  bf_xml_free(m);
+  fixture_stop(f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_digest_vectors),
       cmocka_unit_test_setup_teardown(test_outbox_confirmed_by_ping, setup, teardown),
       cmocka_unit_test_setup_teardown(test_outbox_survives_restart, setup, teardown),
       cmocka_unit_test_setup_teardown(test_routing_defaults, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_jid_cache, setup, teardown),
       cmocka_unit_test_setup_teardown(test_wrong_secret_retries, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
