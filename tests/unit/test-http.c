@@ -562,7 +562,7 @@ static void test_concurrent(void **state) {
   assert_int_equal(bf__http_active(f->http), 0);
   for (int i = 0; i < N; i++) {
     char expected[128];
-    snprintf(expected, sizeof expected, "POST\n\nbabelfish/%s\n\n%s",
+    snprintf(expected, sizeof expected, "POST\n\nbabelfish/%s\n\n%.31s",
              BF_VERSION, bodies[i]);
     assert_int_equal(r[i].calls, 1);
     assert_int_equal(r[i].rc, 0);
