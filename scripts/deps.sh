@@ -4,7 +4,7 @@ BF_PACKAGES=(
   build-essential cmake pkg-config clang libclang-rt-14-dev
   libexpat1-dev libuv1-dev libssl-dev libcurl4-openssl-dev libsqlite3-dev
   libidn-dev libinih-dev libjansson-dev libmicrohttpd-dev libcmocka-dev
-  prosody lua-unbound python3 python3-slixmpp procps iproute2
+  prosody lua-unbound ejabberd python3 python3-slixmpp procps iproute2
 )
 
 bf_install_deps() {

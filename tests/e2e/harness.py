@@ -14,6 +14,7 @@ babelfish outlives the test run even when it fails or is killed.
 
 Prosody recipe: /work/shared/PROTOCOL-NOTES.md section 4.1 (run_as_root
 variant: no setpriv/chown needed when the tests run as root in CI).
+Ejabberd (same interface as Prosody): section 4.2, see the class.
 """
 import asyncio
 import atexit
@@ -21,6 +22,7 @@ import ctypes
 import hashlib
 import logging
 import os
+import pwd
 import random
 import re
 import shutil
@@ -391,6 +393,240 @@ class Prosody(Process):
                  what="%s component authenticated x%d" % (domain, count))
 
 
+# ------------------------------------------------------------- ejabberd ---
+
+EJABBERDCTL = shutil.which("ejabberdctl") or "/usr/sbin/ejabberdctl"
+SETPRIV = shutil.which("setpriv") or "/usr/bin/setpriv"
+EJABBERD_USER = "ejabberd"
+
+# Kills a process group when the test runner dies (this child gets SIGTERM
+# through its parent-death signal) and exits once the group is gone; `wait`
+# on a background sleep so the trap runs at once. (dash's kill takes no
+# "--": "kill -SIG -PGID".)
+_GROUP_WATCHDOG = (
+    'trap \'kill -TERM -%(pgid)d 2>/dev/null && '
+    '{ sleep 3; kill -KILL -%(pgid)d 2>/dev/null; }; exit 0\' TERM; '
+    'while kill -0 -%(pgid)d 2>/dev/null; do sleep 1 & wait $!; done')
+
+
+class Ejabberd(Process):
+    """A private ejabberd 23.01 on free loopback ports, with the same
+    interface as Prosody: c2s_port, component_port, components {domain:
+    password}, users alice/alicepw and bob/bobpw on "localhost", and
+    count_auth/count_auth_failed/wait_auth read from ejabberd's own log.
+
+    Recipe: PROTOCOL-NOTES section 4.2. It runs as the ejabberd user
+    (ejabberdctl refuses anyone but root and that user) through setpriv, so
+    no `su` puts it in another session, with HOME in its own folder (the
+    Erlang cookie) and ERL_DIST_PORT set: no epmd is spawned, and the
+    distribution port ejabberdctl talks to listens on loopback only.
+
+    ejabberdctl does not exec the VM, so beam.smp is a grandchild: stop()
+    runs `ejabberdctl stop`, then signals beam.smp by PID (from its pid
+    file) and the process group; a watchdog child with the parent-death
+    signal kills the group if the test runner dies without atexit."""
+
+    USERS = Prosody.USERS
+
+    def __init__(self, lab, components):
+        self.lab = lab
+        self.dir = lab.mkdir("ejabberd")
+        self.etc = os.path.join(self.dir, "etc")
+        for sub in ("etc", "db", "log"):
+            os.makedirs(os.path.join(self.dir, sub))
+        self.c2s_port = free_port()
+        self.component_port = free_port()
+        self.dist_port = free_port()
+        self.components = dict(components)
+        # A node name per run: nothing shared with another ejabberd here.
+        self.node = "bfe2e%d@localhost" % self.dist_port
+        self.pid_file = os.path.join(self.dir, "ejabberd.pid")
+        self.beam_pid = None
+        self.watchdog = None
+        self.ready_s = None
+        lines = [
+            "hosts:", "  - localhost",
+            "loglevel: info",
+            "log_rotate_count: 0",
+            "default_db: mnesia",
+            "auth_method: internal",
+            "acme:", "  auto: false",
+            "hide_sensitive_log_data: false",
+            "listen:",
+            "  -",
+            "    port: %d" % self.c2s_port,
+            '    ip: "127.0.0.1"',
+            "    module: ejabberd_c2s",
+            "    starttls: false",
+            "  -",
+            "    port: %d" % self.component_port,
+            '    ip: "127.0.0.1"',
+            "    module: ejabberd_service",
+            # The default (true, "legacy behaviour") gives every session
+            # the routes of all the listener's hosts, and ejabberd then
+            # spreads echo.localhost's stanzas over every gateway's stream
+            # (PROTOCOL-NOTES sections 1.7, 1.8).
+            "    global_routes: false",
+            "    hosts:",
+        ]
+        for domain, secret in self.components.items():
+            lines += ["      %s:" % domain,
+                      '        password: "%s"' % secret]
+        lines += [
+            "acl:", "  admin:", "    user: admin@localhost",
+            "access_rules:", "  local:", "    allow: all",
+            "modules:",
+            "  mod_disco: {}", "  mod_ping: {}", "  mod_roster: {}",
+            "  mod_version: {}",
+        ]
+        self.yml = os.path.join(self.etc, "ejabberd.yml")
+        with open(self.yml, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self.ctl_cfg = os.path.join(self.etc, "ejabberdctl.cfg")
+        with open(self.ctl_cfg, "w") as f:
+            f.write("ERL_DIST_PORT=%d\n" % self.dist_port
+                    + "INET_DIST_INTERFACE=127.0.0.1\n"
+                    + "ERLANG_NODE=%s\n" % self.node
+                    + "EJABBERD_PID_PATH=%s\n" % self.pid_file
+                    + 'ERL_OPTIONS="-env ERL_CRASH_DUMP_BYTES 0"\n')
+        # Silences "inetrc not found".
+        open(os.path.join(self.etc, "inetrc"), "w").close()
+        self._give_to_ejabberd()
+        try:
+            super().__init__(self.ctl_argv("foreground"),
+                             os.path.join(self.dir, "console.log"),
+                             cwd=self.dir, name="ejabberd")
+            for user, password in self.USERS.items():
+                self.ctl("register", user, "localhost", password)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _give_to_ejabberd(self):
+        """ejabberdctl checks the user before reading its config: the
+        folder must belong to ejabberd, and the lab root (0700 from
+        mkdtemp) must let it through."""
+        if os.geteuid() != 0:
+            return
+        pw = pwd.getpwnam(EJABBERD_USER)
+        os.chmod(self.lab.root, 0o711)
+        for top, dirs, files in os.walk(self.dir):
+            for name in [top] + [os.path.join(top, n) for n in dirs + files]:
+                os.chown(name, pw.pw_uid, pw.pw_gid)
+
+    def ctl_argv(self, *args):
+        argv = ["env", "HOME=%s" % self.dir, EJABBERDCTL,
+                "--config-dir", self.etc, "--config", self.yml,
+                "--ctl-config", self.ctl_cfg,
+                "--logs", os.path.join(self.dir, "log"),
+                "--spool", os.path.join(self.dir, "db"), *args]
+        if os.geteuid() == 0:
+            argv = [SETPRIV, "--reuid=" + EJABBERD_USER,
+                    "--regid=" + EJABBERD_USER, "--init-groups"] + argv
+        return argv
+
+    def ctl(self, *args, timeout=30, check=True):
+        """Runs `ejabberdctl ARGS` against this node; returns the
+        CompletedProcess (RuntimeError on a non-zero exit if check)."""
+        r = subprocess.run(self.ctl_argv(*args), stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=timeout,
+                           cwd=self.dir, preexec_fn=_child_setup)
+        if check and r.returncode != 0:
+            raise RuntimeError("ejabberdctl %s failed (%d): %s%s" % (
+                " ".join(args), r.returncode, r.stdout, r.stderr))
+        return r
+
+    def start(self):
+        t0 = time.monotonic()
+        super().start()
+        # start_new_session: the process group is the child's PID.
+        self.watchdog = Process(
+            ["sh", "-c", _GROUP_WATCHDOG % {"pgid": self.proc.pid}],
+            os.path.join(self.dir, "watchdog.log"), name="ejabberd-watchdog")
+        self.wait_ready()
+        self.ready_s = time.monotonic() - t0
+
+    def wait_ready(self, timeout=30):
+        """Until ejabberd logged that it started and both listeners
+        accept; then notes the beam.smp PID."""
+        def ready():
+            if not self.alive():
+                raise AssertionError("ejabberd exited (%s):\n%s" % (
+                    self.returncode(), tail(self.log_text())))
+            return (re.search(r"\bis started in the node\b", self.log_text())
+                    and port_open(self.c2s_port)
+                    and port_open(self.component_port))
+        wait_for(ready, timeout, interval=0.1, what="ejabberd ports %d/%d"
+                 % (self.c2s_port, self.component_port))
+        with open(self.pid_file) as f:
+            self.beam_pid = int(f.read().strip())
+
+    def _beam_alive(self):
+        return self.beam_pid is not None and \
+            os.path.exists("/proc/%d" % self.beam_pid)
+
+    def stop(self, timeout=10.0, sig=signal.SIGTERM):
+        """`ejabberdctl stop`, then sig to beam.smp by PID, then SIGKILL
+        to the process group. Returns (exit code of ejabberdctl
+        foreground, seconds taken), like Process.stop."""
+        if self.proc is None:
+            return None, 0.0
+        t0 = time.monotonic()
+        if self.proc.poll() is None:
+            try:
+                self.ctl("stop", timeout=timeout, check=False)
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                if self._beam_alive():
+                    os.kill(self.beam_pid, sig)
+                try:
+                    self.proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    pass
+        if self._beam_alive() or self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+        elapsed = time.monotonic() - t0
+        _live_processes.discard(self)
+        if self.watchdog is not None:
+            self.watchdog.stop(timeout=5)
+        return self.proc.returncode, elapsed
+
+    # ejabberd_service logs these at info/warning (23.01), e.g.
+    # "[info] (tcp|<0.491.0>) Accepted external component handshake
+    # authentication for echo.localhost from 127.0.0.1" and "[warning] …
+    # Failed external component handshake authentication for bad.localhost
+    # from 127.0.0.1: not authorized".
+    def count_auth(self, domain, since=0):
+        return len(re.findall(
+            r"Accepted external component \S+ authentication for %s from "
+            % re.escape(domain), self.log_text(since)))
+
+    def count_auth_failed(self, domain, since=0):
+        return len(re.findall(
+            r"Failed external component \S+ authentication for %s from "
+            % re.escape(domain), self.log_text(since)))
+
+    def wait_auth(self, domain, count=1, timeout=10, since=0, daemon=None):
+        """Waits for count component sessions of domain; fails at once
+        if daemon (the process expected to connect) exits meanwhile."""
+        def done():
+            if daemon is not None and not daemon.alive():
+                raise AssertionError("%s exited with %s before %s connected;"
+                                     " log tail:\n%s" % (
+                                         daemon.name, daemon.returncode(),
+                                         domain, tail(daemon.log_text())))
+            return self.count_auth(domain, since) >= count
+        wait_for(done, timeout,
+                 what="%s component authenticated x%d" % (domain, count))
+
+
 # ------------------------------------------------------------ babelfish ---
 
 class Babelfish(Process):
@@ -687,6 +923,11 @@ class Lab:
         self.processes.append(p)
         return p
 
+    def ejabberd(self, components):
+        e = Ejabberd(self, components)
+        self.processes.append(e)
+        return e
+
     def babelfish(self, config_text, **kw):
         b = Babelfish(self, config_text, **kw)
         self.processes.append(b)
@@ -724,7 +965,8 @@ class Lab:
             c.disconnect()
         self.clients = []
         # babelfish first, so it does not log a pointless reconnect storm.
-        for p in sorted(self.processes, key=lambda p: isinstance(p, Prosody)):
+        for p in sorted(self.processes,
+                        key=lambda p: isinstance(p, (Prosody, Ejabberd))):
             p.stop(timeout=5)
         # Cancel what slixmpp left running (its send queue and filters)
         # so closing the loop does not warn about pending coroutines.
