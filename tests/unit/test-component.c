@@ -524,6 +524,41 @@ static void test_jid_cache(void **state) {
   fixture_stop(f);
 }
 
+/* A backlog much larger than the write queue: the replay goes out in
+ * order, in batches, resuming each time the queue drains. */
+static void test_outbox_replay_backpressure(void **state) {
+  fixture *f = *state;
+  enum { ROWS = 3000 };
+  fixture_start(f, "s3cret");
+  f->conf.write_queue_max = 16 * 1024; /* before the stream is up */
+  f->gw->component.opt.write_queue_max = 16 * 1024;
+  f->server.answer_pings = true;
+  for (int i = 0; i < ROWS; i++) {
+    char body[32];
+    snprintf(body, sizeof body, "row-%04d.", i);
+    bf_xml *m = message(body);
+    assert_int_equal(f->gw->host.send_durable(&f->gw->host, m), 0);
+    bf_xml_free(m);
+  }
+  assert_int_equal(outbox_rows(f), ROWS);
+  assert_true(run_until(&f->loop, is_online, f, 5000));
+  struct wait_text w = {f, "row-2999.", 1};
+  assert_true(run_until(&f->loop, seen, &w, 10000));
+  /* every row once, in order */
+  const char *p = f->server.in;
+  for (int i = 0; i < ROWS; i++) {
+    char body[32];
+    snprintf(body, sizeof body, "row-%04d.", i);
+    const char *q = strstr(p, body);
+    if (!q)
+      fail_msg("row %d missing or out of order", i);
+    p = q + 1;
+  }
+  assert_int_equal(count(f->server.in, "row-"), ROWS);
+  assert_true(run_until(&f->loop, outbox_empty, f, 5000));
+  fixture_stop(f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_digest_vectors),
@@ -531,6 +566,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_outbox_survives_restart, setup, teardown),
       cmocka_unit_test_setup_teardown(test_routing_defaults, setup, teardown),
       cmocka_unit_test_setup_teardown(test_jid_cache, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_outbox_replay_backpressure, setup, teardown),
       cmocka_unit_test_setup_teardown(test_wrong_secret_retries, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
