@@ -1,0 +1,86 @@
+"""End-to-end test of SIGHUP: the daemon reopens log_file (after a log
+rotation moved it away) and applies a changed log_level, without dropping
+its component stream."""
+import os
+import re
+import signal
+import time
+
+from harness import E2ETestCase, Lab, babelfish_config, main, report
+
+# durable: each echo ends with a debug line "server confirmed outbox up
+# to N", which shows the log level in force.
+GATEWAYS = {"echo1": {"transport": "echo", "domain": "echo.localhost",
+                      "secret": "s3cret", "durable": "yes"}}
+CONFIRMED = r"debug .*server confirmed outbox"
+
+
+def read(path):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def wait_until(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+class SighupTest(E2ETestCase):
+    def setUp(self):
+        self.lab = Lab("signals")
+
+    def tearDown(self):
+        self.lab.close()
+
+    def test_sighup_reopens_log_and_applies_log_level(self):
+        prosody = self.lab.prosody({"echo.localhost": "s3cret"})
+        log = os.path.join(self.lab.root, "babelfish.log")
+        config = lambda level: babelfish_config(  # noqa: E731
+            self.lab, prosody, GATEWAYS, log_level=level, log_file=log)
+        bf = self.lab.babelfish(config("info"))
+        prosody.wait_auth("echo.localhost", daemon=bf)
+        self.assertTrue(wait_until(lambda: "connected to" in read(log)),
+                        "no 'connected' line in log_file:\n" + read(log))
+        alice = self.lab.client(prosody, "alice")
+        alice.message("bob@echo.localhost", body="before sighup", type_="chat")
+        alice.wait_message(from_="bob@echo.localhost")
+        alice.iq("echo.localhost", "<ping xmlns='urn:xmpp:ping'/>")
+        self.assertNotRegex(read(log), CONFIRMED)  # log_level = info
+
+        # Rotation: the file is moved away, then SIGHUP.
+        rotated = log + ".1"
+        os.rename(log, rotated)
+        # SIGHUP re-reads the file the daemon was started with.
+        with open(bf.cfg, "w") as f:
+            f.write(config("debug"))
+        t0 = time.monotonic()
+        bf.send_signal(signal.SIGHUP)
+        self.assertTrue(wait_until(lambda: "reloaded" in read(log)),
+                        "no 'reloaded' line in the new log file")
+        report("SIGHUP -> new log file written in %.3f s",
+               time.monotonic() - t0)
+        self.assertNotIn("reloaded", read(rotated))
+
+        # The new level applies: an echo now produces the debug line.
+        alice.message("bob@echo.localhost", body="after sighup", type_="chat")
+        alice.wait_message(from_="bob@echo.localhost")
+        self.assertTrue(wait_until(
+            lambda: re.search(CONFIRMED, read(log)) is not None),
+            "no debug line after log_level = debug and SIGHUP:\n" + read(log))
+
+        # Still the same stream: no reconnect happened.
+        self.assertEqual(prosody.count_auth("echo.localhost"), 1)
+        rc, took = bf.stop()
+        self.assertEqual(rc, 0)
+        self.assertLess(took, 5.0)
+
+
+if __name__ == "__main__":
+    main()
