@@ -10,7 +10,9 @@ char *bf_test_tmpdir(const char *name) {
   const char *base = getenv("BF_TEST_TMP");
   if (!base || !*base)
     base = "/tmp";
-  mkdir(base, 0700);
+  /* 0755: the e2e tests run servers as their own users (ejabberd) below
+   * this folder; each test's own folder is private (mkdtemp, 0700). */
+  mkdir(base, 0755);
   size_t n = strlen(base) + strlen(name) + 32;
   char *tmpl = malloc(n);
   if (!tmpl)
