@@ -335,6 +335,11 @@ int bf__store_open(bf_store **out_store, const char *path, char *err,
   /* SQLite creates -wal and -shm with the database's mode, but any file it
    * creates must never be readable by others, whatever our umask. Open
    * runs at startup, before any thread could create files of its own. */
+  /* No bulk page-cache preallocation (SQLite's default sets up 20 pages
+   * at once on first use): pages come one by one, as the small working set
+   * needs them. Only possible before SQLite initialises; a second open in
+   * the same process (tests) gets SQLITE_MISUSE, harmlessly. */
+  (void)sqlite3_config(SQLITE_CONFIG_PAGECACHE, (void *)0, 0, 0);
   old_umask = umask(077);
   umask_set = true;
   int src = sqlite3_open_v2(path, &store->db,
