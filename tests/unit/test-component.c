@@ -14,6 +14,8 @@
 
 #include <uv.h>
 
+#include <sqlite3.h>
+
 #include "babelfish/babelfish.h"
 #include "component.h"
 #include "gateway.h"
@@ -559,6 +561,74 @@ static void test_outbox_replay_backpressure(void **state) {
   fixture_stop(f);
 }
 
+/* Whitespace keepalive (RFC 6120 §4.6.1) after keepalive_interval of
+ * write silence. */
+static void test_whitespace_keepalive(void **state) {
+  fixture *f = *state;
+  fixture_start(f, "s3cret");
+  f->gw->component.opt.keepalive_s = 1;
+  assert_true(run_until(&f->loop, is_online, f, 5000));
+  size_t before = f->server.in_len;
+  uint64_t t0 = uv_now(&f->loop);
+  struct wait_text w = {f, "</handshake> ", 1};
+  assert_true(run_until(&f->loop, seen, &w, 3000));
+  uint64_t waited = uv_now(&f->loop) - t0;
+  assert_true(waited >= 900);
+  assert_int_equal(f->server.in_len, before + 1); /* one space, nothing else */
+  fixture_stop(f);
+}
+
+static void on_module_timer(void *data) { (*(int *)data)++; }
+
+/* What a module gets through its host table: versioned tables of its own,
+ * a private key-value store, timers. */
+static void test_host_storage_and_timers(void **state) {
+  fixture *f = *state;
+  fixture_start(f, "s3cret");
+  const bf_host *h = &f->gw->host;
+  static const char *const migrations[] = {
+      "CREATE TABLE echo_seen(jid TEXT PRIMARY KEY)",
+      "ALTER TABLE echo_seen ADD COLUMN count INTEGER DEFAULT 0",
+  };
+  assert_int_equal(h->schema(h, migrations, 2), 0);
+  assert_int_equal(h->schema(h, migrations, 2), 0); /* idempotent */
+  assert_int_equal(bf__store_schema_version(f->daemon.store, "mod:echo"), 2);
+  assert_int_equal(sqlite3_exec(h->db(h), "INSERT INTO echo_seen(jid) VALUES ('a')",
+                                NULL, NULL, NULL), 0);
+
+  char *value = NULL;
+  size_t len = 0;
+  assert_int_equal(h->kv_get(h, "missing", &value, &len), BF_ENOENT);
+  assert_int_equal(h->kv_set(h, "k", "v\0w", 3), 0);
+  assert_int_equal(h->kv_get(h, "k", &value, &len), 0);
+  assert_int_equal(len, 3);
+  assert_memory_equal(value, "v\0w", 3);
+  free(value);
+  /* private to this gateway: another namespace doesn't see it */
+  assert_int_equal(bf__store_kv_get(f->daemon.store, "gw:other.localhost", "k",
+                                    &value, &len), BF_ENOENT);
+  assert_int_equal(h->kv_delete(h, "k"), 0);
+  assert_int_equal(h->kv_get(h, "k", &value, &len), BF_ENOENT);
+
+  int fired_once = 0, fired_repeat = 0, never = 0;
+  uint64_t once_id, repeat_id, cancelled_id;
+  assert_int_equal(h->timer_start(h, 10, 0, on_module_timer, &fired_once, &once_id), 0);
+  assert_int_equal(h->timer_start(h, 10, 10, on_module_timer, &fired_repeat, &repeat_id), 0);
+  assert_int_equal(h->timer_start(h, 50, 0, on_module_timer, &never, &cancelled_id), 0);
+  h->timer_stop(h, cancelled_id);
+  uint64_t end = uv_now(&f->loop) + 200;
+  while (uv_now(&f->loop) < end) {
+    uv_run(&f->loop, UV_RUN_ONCE);
+    uv_update_time(&f->loop);
+  }
+  assert_int_equal(fired_once, 1);
+  assert_true(fired_repeat >= 5);
+  assert_int_equal(never, 0);
+  /* the repeating one is still running: stopping the gateway releases it
+   * (fixture_stop checks that no handle is left) */
+  fixture_stop(f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_digest_vectors),
@@ -566,6 +636,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_outbox_survives_restart, setup, teardown),
       cmocka_unit_test_setup_teardown(test_routing_defaults, setup, teardown),
       cmocka_unit_test_setup_teardown(test_jid_cache, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_whitespace_keepalive, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_host_storage_and_timers, setup, teardown),
       cmocka_unit_test_setup_teardown(test_outbox_replay_backpressure, setup, teardown),
       cmocka_unit_test_setup_teardown(test_wrong_secret_retries, setup, teardown),
   };
