@@ -10,6 +10,7 @@
 #include "conf.h"
 #include "gateway.h"
 #include "http.h"
+#include "httpd.h"
 #include "log.h"
 #include "module.h"
 #include "store.h"
@@ -22,6 +23,7 @@ typedef struct app {
   uv_loop_t loop;
   bf_conf conf;
   bf_daemon daemon;
+  bf_httpd *httpd;             /* NULL unless `http` is set */
   uv_signal_t sigterm, sigint, sighup;
   uv_timer_t deadline;
   bool stopping;
@@ -89,6 +91,9 @@ static void begin_stop(app *a, const char *why) {
   }
   a->stopping = true;
   bf__info(NULL, "%s: stopping", why);
+  /* First: it reads the gateways, and nobody needs it while they stop. */
+  bf__httpd_stop(a->httpd);
+  a->httpd = NULL;
   uv_timer_start(&a->deadline, on_deadline, STOP_DEADLINE_MS, 0);
   a->running = a->daemon.n_gateways;
   if (a->running == 0) {
@@ -224,6 +229,14 @@ int main(int argc, char **argv) {
     bf__error(NULL, "cannot start the HTTP client: %s", bf_strerror(rc));
     a->exit_code = 1;
     goto out;
+  }
+  if (a->conf.http) {
+    rc = bf__httpd_start(&a->httpd, &a->daemon, a->conf.http, err, sizeof err);
+    if (rc) {
+      bf__error(NULL, "%s", err);
+      a->exit_code = 1;
+      goto out;
+    }
   }
   uv_signal_init(&a->loop, &a->sigterm);
   uv_signal_init(&a->loop, &a->sigint);
