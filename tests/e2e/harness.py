@@ -28,6 +28,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -120,6 +121,29 @@ def port_open(port, host="127.0.0.1"):
             return True
     except OSError:
         return False
+
+
+def outbox_rows(db_path):
+    """Rows waiting in the daemon's durable outbox (its SQLite file)."""
+    db = sqlite3.connect(db_path, timeout=5)
+    try:
+        return db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+    finally:
+        db.close()
+
+
+def check_unknown_namespace(test, client, targets):
+    """An iq get and set of an unknown namespace to each target gets
+    cancel/service-unavailable from that target (RFC 6120 §8.4)."""
+    for to in targets:
+        for type_ in ("get", "set"):
+            with test.subTest(to=to, type=type_):
+                reply = client.iq(to, "<query xmlns='urn:example:e2e:unknown'/>",
+                                  type_=type_)
+                test.assertEqual(reply.get("type"), "error")
+                test.assertEqual(reply.get("from"), to)
+                test.assertEqual(stanza_error(reply),
+                                 ("cancel", "service-unavailable"))
 
 
 def wait_for(predicate, timeout, interval=0.05, what="condition"):

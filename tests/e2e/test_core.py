@@ -5,8 +5,9 @@ import re
 import time
 
 from harness import (NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_VERSION,
-                     E2ETestCase, Lab, babelfish_config, child_text, main, q,
-                     report, stanza_error)
+                     E2ETestCase, Lab, babelfish_config,
+                     check_unknown_namespace, child_text, main, q, report,
+                     stanza_error)
 
 GATEWAYS = {
     "echo1": {"transport": "echo", "domain": "echo.localhost",
@@ -194,18 +195,9 @@ class CoreTest(E2ETestCase):
                 self.assertEqual(reply.get("from"), to)
 
     def test_unknown_namespace_is_service_unavailable(self):
-        targets = ("echo.localhost", "bob@echo.localhost",
-                   "echo2.localhost", "bob@echo2.localhost/res")
-        for to in targets:
-            for type_ in ("get", "set"):
-                with self.subTest(to=to, type=type_):
-                    reply = self.alice.iq(
-                        to, "<query xmlns='urn:example:e2e:unknown'/>",
-                        type_=type_)
-                    self.assertEqual(reply.get("type"), "error")
-                    self.assertEqual(reply.get("from"), to)
-                    self.assertEqual(stanza_error(reply),
-                                     ("cancel", "service-unavailable"))
+        check_unknown_namespace(self, self.alice,
+                                ("echo.localhost", "bob@echo.localhost",
+                                 "echo2.localhost", "bob@echo2.localhost/res"))
 
     # -- limits -------------------------------------------------------------
 

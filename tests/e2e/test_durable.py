@@ -7,29 +7,12 @@ import sqlite3
 import time
 
 from harness import (E2ETestCase, Lab, babelfish_config, child_text, main,
-                     report)
+                     outbox_rows, report, wait_for)
 
 GATEWAYS = {
     "parrot": {"transport": "echo", "domain": "parrot.localhost",
                "secret": "s3cret", "durable": "yes", "prefix": "parrot:"},
 }
-
-
-def outbox_rows(path):
-    db = sqlite3.connect(path, timeout=5)
-    try:
-        return db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
-    finally:
-        db.close()
-
-
-def wait_until(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 class DurableTest(E2ETestCase):
@@ -64,8 +47,8 @@ class DurableTest(E2ETestCase):
             self.assertEqual(reply.get("to"), alice.jid)
         report("20 durable echoes delivered in %.3f s", time.monotonic() - t0)
         # The ping after them was answered by Prosody: rows are gone.
-        self.assertTrue(wait_until(lambda: outbox_rows(self.db) == 0),
-                        "outbox still has %d rows" % outbox_rows(self.db))
+        wait_for(lambda: outbox_rows(self.db) == 0, 10,
+                 what="an empty outbox (%d rows)" % outbox_rows(self.db))
         report("outbox emptied %.3f s after the first send",
                time.monotonic() - t0)
         rc, _ = bf.stop()
@@ -97,8 +80,8 @@ class DurableTest(E2ETestCase):
             self.assertEqual(child_text(reply, "body"), "left over %d" % i)
         report("3 unconfirmed rows re-sent %.3f s after the restart",
                time.monotonic() - t0)
-        self.assertTrue(wait_until(lambda: outbox_rows(self.db) == 0),
-                        "outbox still has %d rows" % outbox_rows(self.db))
+        wait_for(lambda: outbox_rows(self.db) == 0, 10,
+                 what="an empty outbox (%d rows)" % outbox_rows(self.db))
         rc, _ = bf.stop()
         self.assertEqual(rc, 0)
 

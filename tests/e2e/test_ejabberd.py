@@ -9,12 +9,11 @@ ejabberd's own log is the referee for component sessions
 (Ejabberd.count_auth / count_auth_failed in harness.py)."""
 import os
 import re
-import sqlite3
 import time
 
 from harness import (NS_DISCO_INFO, NS_PING, NS_VERSION, E2ETestCase, Lab,
-                     babelfish_config, child_text, main, q, report,
-                     stanza_error, wait_for)
+                     babelfish_config, check_unknown_namespace, child_text,
+                     main, outbox_rows, q, report, stanza_error, wait_for)
 
 GATEWAYS = {
     "echo1": {"transport": "echo", "domain": "echo.localhost",
@@ -30,14 +29,6 @@ SERVED = ("echo.localhost", "parrot.localhost")
 SANITIZER = r"AddressSanitizer|LeakSanitizer|runtime error:"
 STOP_LIMIT_S = 5.0
 AWKWARD = "<>&'\" Grüße 🐟 日本語 <b>not markup</b> &amp;"
-
-
-def outbox_rows(path):
-    db = sqlite3.connect(path, timeout=5)
-    try:
-        return db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
-    finally:
-        db.close()
 
 
 def pids_with(text):
@@ -216,16 +207,8 @@ class EjabberdTest(E2ETestCase):
         self.assertEqual(reply.get("from"), "echo.localhost")
 
     def test_unknown_namespace_is_service_unavailable(self):
-        for to in ("echo.localhost", "bob@echo.localhost/res"):
-            for type_ in ("get", "set"):
-                with self.subTest(to=to, type=type_):
-                    reply = self.alice.iq(
-                        to, "<query xmlns='urn:example:e2e:unknown'/>",
-                        type_=type_)
-                    self.assertEqual(reply.get("type"), "error")
-                    self.assertEqual(reply.get("from"), to)
-                    self.assertEqual(stanza_error(reply),
-                                     ("cancel", "service-unavailable"))
+        check_unknown_namespace(self, self.alice,
+                                ("echo.localhost", "bob@echo.localhost/res"))
 
     # -- durable outbox ------------------------------------------------------
 

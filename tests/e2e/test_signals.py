@@ -6,7 +6,7 @@ import re
 import signal
 import time
 
-from harness import E2ETestCase, Lab, babelfish_config, main, report
+from harness import E2ETestCase, Lab, babelfish_config, main, report, wait_for
 
 # durable: each echo ends with a debug line "server confirmed outbox up
 # to N", which shows the log level in force.
@@ -23,15 +23,6 @@ def read(path):
         return ""
 
 
-def wait_until(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 class SighupTest(E2ETestCase):
     def setUp(self):
         self.lab = Lab("signals")
@@ -46,8 +37,8 @@ class SighupTest(E2ETestCase):
             self.lab, prosody, GATEWAYS, log_level=level, log_file=log)
         bf = self.lab.babelfish(config("info"))
         prosody.wait_auth("echo.localhost", daemon=bf)
-        self.assertTrue(wait_until(lambda: "connected to" in read(log)),
-                        "no 'connected' line in log_file:\n" + read(log))
+        wait_for(lambda: "connected to" in read(log), 10,
+                 what="a 'connected' line in log_file")
         alice = self.lab.client(prosody, "alice")
         alice.message("bob@echo.localhost", body="before sighup", type_="chat")
         alice.wait_message(from_="bob@echo.localhost")
@@ -62,8 +53,8 @@ class SighupTest(E2ETestCase):
             f.write(config("debug"))
         t0 = time.monotonic()
         bf.send_signal(signal.SIGHUP)
-        self.assertTrue(wait_until(lambda: "reloaded" in read(log)),
-                        "no 'reloaded' line in the new log file")
+        wait_for(lambda: "reloaded" in read(log), 10,
+                 what="a 'reloaded' line in the new log file")
         report("SIGHUP -> new log file written in %.3f s",
                time.monotonic() - t0)
         self.assertNotIn("reloaded", read(rotated))
@@ -71,9 +62,8 @@ class SighupTest(E2ETestCase):
         # The new level applies: an echo now produces the debug line.
         alice.message("bob@echo.localhost", body="after sighup", type_="chat")
         alice.wait_message(from_="bob@echo.localhost")
-        self.assertTrue(wait_until(
-            lambda: re.search(CONFIRMED, read(log)) is not None),
-            "no debug line after log_level = debug and SIGHUP:\n" + read(log))
+        wait_for(lambda: re.search(CONFIRMED, read(log)), 10,
+                 what="a debug line after log_level = debug and SIGHUP")
 
         # Still the same stream: no reconnect happened.
         self.assertEqual(prosody.count_auth("echo.localhost"), 1)
