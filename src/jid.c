@@ -9,9 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <dlfcn.h>
 #include <stringprep.h>
 
 #include "babelfish/error.h"
+#include "log.h"
 
 enum part_kind { PART_LOCAL, PART_DOMAIN, PART_RESOURCE };
 
@@ -113,26 +115,60 @@ static size_t part_buffer_size(size_t raw_len)
   return (raw_len > BF_JID_PART_MAX ? raw_len : BF_JID_PART_MAX) + 1;
 }
 
+/* libidn, loaded on first use. ASCII JIDs, nearly all of them, never
+ * reach it (prep_ascii below), and linked normally it is ~200 KiB of an
+ * idle daemon's resident memory, whose budget is 4 MiB. */
+static struct {
+  int state; /* 0: not tried yet, 1: loaded, -1: failed */
+  int (*prep)(char *in, size_t maxlen, Stringprep_profile_flags flags,
+              const Stringprep_profile *profile);
+  const Stringprep_profile *nodeprep, *nameprep, *resourceprep;
+} idn;
+
+#define LIBIDN_SONAME "libidn.so.12"
+
+static bool idn_load(void)
+{
+  if (idn.state != 0)
+    return idn.state > 0;
+  idn.state = -1;
+  void *dl = dlopen(LIBIDN_SONAME, RTLD_NOW | RTLD_LOCAL);
+  if (!dl) {
+    const char *why = dlerror();
+    bf__error(NULL, "cannot load %s (%s): JIDs with non-ASCII characters "
+                    "will be refused; install Debian's libidn12",
+              LIBIDN_SONAME, why ? why : "unknown error");
+    return false;
+  }
+  void *prep = dlsym(dl, "stringprep");
+  idn.nodeprep = dlsym(dl, "stringprep_xmpp_nodeprep");
+  idn.nameprep = dlsym(dl, "stringprep_nameprep");
+  idn.resourceprep = dlsym(dl, "stringprep_xmpp_resourceprep");
+  if (!prep || !idn.nodeprep || !idn.nameprep || !idn.resourceprep) {
+    bf__error(NULL, "%s lacks the XMPP stringprep profiles", LIBIDN_SONAME);
+    dlclose(dl);
+    return false;
+  }
+  /* POSIX: a function pointer round-trips through void *. */
+  memcpy(&idn.prep, &prep, sizeof prep);
+  idn.state = 1; /* stays loaded for the life of the process */
+  return true;
+}
+
 /* Copies src[0..len) (valid UTF-8, len <= RAW_PART_MAX) into buf (of
  * part_buffer_size(len) bytes) and prepares it there. Returns 0 or
  * BF_EINVAL; *out_len gets the prepared length. */
 static int prep_part(char *buf, size_t cap, const char *src, size_t len,
                      enum part_kind kind, size_t *out_len)
 {
-  Stringprep_rc prc;
+  if (!idn_load())
+    return BF_EINVAL;
   memcpy(buf, src, len);
   buf[len] = '\0';
-  switch (kind) {
-  case PART_LOCAL:
-    prc = stringprep_xmpp_nodeprep(buf, cap);
-    break;
-  case PART_DOMAIN:
-    prc = stringprep_nameprep(buf, cap);
-    break;
-  default:
-    prc = stringprep_xmpp_resourceprep(buf, cap);
-    break;
-  }
+  const Stringprep_profile *profile = kind == PART_LOCAL    ? idn.nodeprep
+                                      : kind == PART_DOMAIN ? idn.nameprep
+                                                            : idn.resourceprep;
+  int prc = idn.prep(buf, cap, 0, profile);
   /* STRINGPREP_TOO_SMALL_BUFFER here means the part grew past
    * BF_JID_PART_MAX: too long, like any other failure a bad part. */
   if (prc != STRINGPREP_OK)
@@ -408,7 +444,9 @@ static int prep_alone(const char *in, char **out, enum part_kind kind)
     goto out;
   }
   size_t n;
-  if ((rc = prep_part(buf, cap, in, len, kind, &n)) != 0)
+  rc = all_ascii(in, len) ? prep_ascii(buf, in, len, kind, &n)
+                          : prep_part(buf, cap, in, len, kind, &n);
+  if (rc)
     goto out;
   char *shrunk = realloc(buf, n + 1);
   *out = shrunk ? shrunk : buf;
