@@ -123,6 +123,24 @@ def port_open(port, host="127.0.0.1"):
         return False
 
 
+def read_text(path, since=0):
+    """A (log) file's text from byte offset since; "" if it doesn't exist
+    (yet, or any more after a rotation)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(since)
+            return f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+
+
+def file_size(path):
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:
+        return 0
+
+
 def outbox_rows(db_path):
     """Rows waiting in the daemon's durable outbox (its SQLite file)."""
     db = sqlite3.connect(db_path, timeout=5)
@@ -192,19 +210,11 @@ class Process:
         return self.proc.poll()
 
     def log_text(self, since=0):
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(since)
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
+        return read_text(self.log_path, since)
 
     def mark(self):
         """An offset into the log, for log_text(since=…)/wait_log(since=…)."""
-        try:
-            return os.path.getsize(self.log_path)
-        except FileNotFoundError:
-            return 0
+        return file_size(self.log_path)
 
     def count_log(self, regex, since=0):
         return len(re.findall(regex, self.log_text(since), re.M))
@@ -377,18 +387,10 @@ class Prosody(Process):
         return rc, took
 
     def debug_text(self, since=0):
-        try:
-            with open(self.debug_log, "rb") as f:
-                f.seek(since)
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
+        return read_text(self.debug_log, since)
 
     def debug_mark(self):
-        try:
-            return os.path.getsize(self.debug_log)
-        except FileNotFoundError:
-            return 0
+        return file_size(self.debug_log)
 
     # mod_component logs these with the component host as the source, e.g.
     # "Nov 24 16:20:00 echo.localhost:component\tinfo\tExternal component

@@ -6,21 +6,14 @@ import re
 import signal
 import time
 
-from harness import E2ETestCase, Lab, babelfish_config, main, report, wait_for
+from harness import (E2ETestCase, Lab, babelfish_config, main, read_text,
+                     report, wait_for)
 
 # durable: each echo ends with a debug line "server confirmed outbox up
 # to N", which shows the log level in force.
 GATEWAYS = {"echo1": {"transport": "echo", "domain": "echo.localhost",
                       "secret": "s3cret", "durable": "yes"}}
 CONFIRMED = r"debug .*server confirmed outbox"
-
-
-def read(path):
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
 
 
 class SighupTest(E2ETestCase):
@@ -37,13 +30,13 @@ class SighupTest(E2ETestCase):
             self.lab, prosody, GATEWAYS, log_level=level, log_file=log)
         bf = self.lab.babelfish(config("info"))
         prosody.wait_auth("echo.localhost", daemon=bf)
-        wait_for(lambda: "connected to" in read(log), 10,
+        wait_for(lambda: "connected to" in read_text(log), 10,
                  what="a 'connected' line in log_file")
         alice = self.lab.client(prosody, "alice")
         alice.message("bob@echo.localhost", body="before sighup", type_="chat")
         alice.wait_message(from_="bob@echo.localhost")
         alice.iq("echo.localhost", "<ping xmlns='urn:xmpp:ping'/>")
-        self.assertNotRegex(read(log), CONFIRMED)  # log_level = info
+        self.assertNotRegex(read_text(log), CONFIRMED)  # log_level = info
 
         # Rotation: the file is moved away, then SIGHUP.
         rotated = log + ".1"
@@ -53,16 +46,16 @@ class SighupTest(E2ETestCase):
             f.write(config("debug"))
         t0 = time.monotonic()
         bf.send_signal(signal.SIGHUP)
-        wait_for(lambda: "reloaded" in read(log), 10,
+        wait_for(lambda: "reloaded" in read_text(log), 10,
                  what="a 'reloaded' line in the new log file")
         report("SIGHUP -> new log file written in %.3f s",
                time.monotonic() - t0)
-        self.assertNotIn("reloaded", read(rotated))
+        self.assertNotIn("reloaded", read_text(rotated))
 
         # The new level applies: an echo now produces the debug line.
         alice.message("bob@echo.localhost", body="after sighup", type_="chat")
         alice.wait_message(from_="bob@echo.localhost")
-        wait_for(lambda: re.search(CONFIRMED, read(log)), 10,
+        wait_for(lambda: re.search(CONFIRMED, read_text(log)), 10,
                  what="a debug line after log_level = debug and SIGHUP")
 
         # Still the same stream: no reconnect happened.
