@@ -3,6 +3,7 @@
 #define BABELFISH_BABELFISH_H
 
 #include "error.h"
+#include "form.h"
 #include "jid.h"
 #include "module.h"
 #include "stanza.h"
