@@ -275,7 +275,25 @@ def tail(text, lines=40):
 
 # -------------------------------------------------------------- Prosody ---
 
-class Prosody(Process):
+class XmppServer(Process):
+    """What Prosody and ejabberd have in common for the tests; each says
+    how to count component sessions in its own log (count_auth)."""
+
+    def wait_auth(self, domain, count=1, timeout=10, since=0, daemon=None):
+        """Waits for count component sessions of domain; fails at once
+        if daemon (the process expected to connect) exits meanwhile."""
+        def done():
+            if daemon is not None and not daemon.alive():
+                raise AssertionError("%s exited with %s before %s connected;"
+                                     " log tail:\n%s" % (
+                                         daemon.name, daemon.returncode(),
+                                         domain, tail(daemon.log_text())))
+            return self.count_auth(domain, since) >= count
+        wait_for(done, timeout,
+                 what="%s component authenticated x%d" % (domain, count))
+
+
+class Prosody(XmppServer):
     """A private Prosody 0.12 on free loopback ports.
 
     components: {domain: secret}. Users alice/alicepw and bob/bobpw on the
@@ -405,18 +423,6 @@ class Prosody(Process):
             r"Component authentication failed for %s\b" % re.escape(domain),
             self.debug_text(since)))
 
-    def wait_auth(self, domain, count=1, timeout=10, since=0, daemon=None):
-        """Waits for count component sessions of domain; fails at once
-        if daemon (the process expected to connect) exits meanwhile."""
-        def done():
-            if daemon is not None and not daemon.alive():
-                raise AssertionError("%s exited with %s before %s connected;"
-                                     " log tail:\n%s" % (
-                                         daemon.name, daemon.returncode(),
-                                         domain, tail(daemon.log_text())))
-            return self.count_auth(domain, since) >= count
-        wait_for(done, timeout,
-                 what="%s component authenticated x%d" % (domain, count))
 
 
 # ------------------------------------------------------------- ejabberd ---
@@ -435,7 +441,7 @@ _GROUP_WATCHDOG = (
     'while kill -0 -%(pgid)d 2>/dev/null; do sleep 1 & wait $!; done')
 
 
-class Ejabberd(Process):
+class Ejabberd(XmppServer):
     """A private ejabberd 23.01 on free loopback ports, with the same
     interface as Prosody: c2s_port, component_port, components {domain:
     password}, users alice/alicepw and bob/bobpw on "localhost", and
@@ -639,18 +645,6 @@ class Ejabberd(Process):
             r"Failed external component \S+ authentication for %s from "
             % re.escape(domain), self.log_text(since)))
 
-    def wait_auth(self, domain, count=1, timeout=10, since=0, daemon=None):
-        """Waits for count component sessions of domain; fails at once
-        if daemon (the process expected to connect) exits meanwhile."""
-        def done():
-            if daemon is not None and not daemon.alive():
-                raise AssertionError("%s exited with %s before %s connected;"
-                                     " log tail:\n%s" % (
-                                         daemon.name, daemon.returncode(),
-                                         domain, tail(daemon.log_text())))
-            return self.count_auth(domain, since) >= count
-        wait_for(done, timeout,
-                 what="%s component authenticated x%d" % (domain, count))
 
 
 # ------------------------------------------------------------ babelfish ---

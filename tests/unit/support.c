@@ -1,5 +1,11 @@
 #include "support.h"
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,4 +41,16 @@ char *bf_test_write_file(const char *dir, const char *name, const char *text) {
   fputs(text, f);
   fclose(f);
   return path;
+}
+
+char *bf_test_xml_string(const bf_xml *el) {
+  char *s = bf_xml_to_string(el, NULL);
+  assert_non_null(s);
+  return s;
+}
+
+void bf_test_assert_xml(const bf_xml *el, const char *expected) {
+  char *s = bf_test_xml_string(el);
+  assert_string_equal(s, expected);
+  free(s);
 }

@@ -17,6 +17,7 @@
 #include "babelfish/form.h"
 #include "babelfish/xml.h"
 #include "buf.h"
+#include "support.h"
 #include "xml.h"
 
 #define NS_COMMANDS "http://jabber.org/protocol/commands"
@@ -80,17 +81,6 @@ static int parse_form_text(const char *xml, bf_form **form) {
   return rc;
 }
 
-static char *to_string(const bf_xml *el) {
-  char *s = bf_xml_to_string(el, NULL);
-  assert_non_null(s);
-  return s;
-}
-
-static void assert_xml(const bf_xml *el, const char *expected) {
-  char *s = to_string(el);
-  assert_string_equal(s, expected);
-  free(s);
-}
 
 static void assert_values(const bf_form *form, const char *var, size_t n,
                           const char *const *expected) {
@@ -339,7 +329,7 @@ static void test_xep_form_built(void **state) {
                           bot_fields, N_BOT_FIELDS, current);
   assert_non_null(x);
   assert_ptr_equal(bf_xml_parent(x), command);
-  assert_xml(x, xep_form_built);
+  bf_test_assert_xml(x, xep_form_built);
   bf_xml_free(command);
   bf_form_free(current);
 }
@@ -388,7 +378,7 @@ static void test_xep_submission(void **state) {
   assert_int_equal(bf_form_set(form, "description", NULL), 0);
   bf_xml *command = bf_xml_new("command", NS_COMMANDS);
   assert_non_null(bf_form_add_result(command, NULL, form, NULL, 0));
-  assert_xml(bf_xml_first_child(command),
+  bf_test_assert_xml(bf_xml_first_child(command),
              "<x xmlns='jabber:x:data' type='result'>"
              "<field type='hidden' var='FORM_TYPE'><value>jabber:bot</value></field>"
              "<field var='botname'><value>The Jabber Google Bot</value></field>"
@@ -488,7 +478,7 @@ static void test_round_trip(void **state) {
   bf_xml *message = bf_xml_new("message", NULL);
   assert_non_null(bf_form_add(message, "submit", "urn:example:all", NULL,
                               NULL, all_fields, N_ALL_FIELDS, current));
-  char *text = to_string(message);
+  char *text = bf_test_xml_string(message);
   assert_null(strstr(text, "s3cret"));
   assert_null(strstr(text, "hunter2"));
   assert_non_null(strstr(text, "<option label='green'><value>green</value>"));
@@ -530,7 +520,7 @@ static void test_round_trip(void **state) {
   bf_xml *x = bf_form_add(message, "form", NULL, "T", "I", all_fields,
                           N_ALL_FIELDS, NULL);
   assert_non_null(x);
-  text = to_string(x);
+  text = bf_test_xml_string(x);
   assert_null(strstr(text, "hunter2"));
   assert_null(strstr(text, "FORM_TYPE"));
   assert_non_null(strstr(text, "<field type='text-private' label='Password' "
@@ -552,7 +542,7 @@ static void test_round_trip(void **state) {
   message = bf_xml_new("message", NULL);
   assert_non_null(bf_form_add(message, "form", NULL, NULL, NULL, all_fields,
                               N_ALL_FIELDS, current));
-  text = to_string(message);
+  text = bf_test_xml_string(message);
   assert_null(strstr(text, "second"));
   assert_non_null(strstr(text, "<value>bob@localhost</value><value>localhost"
                                "</value><value>carol@localhost</value>"));
@@ -576,7 +566,7 @@ static void test_private_never_sent(void **state) {
     assert_non_null(bf_form_add(query, "form", "jabber:iq:register", NULL,
                                 NULL, fields, 1,
                                 with_current ? current : NULL));
-    char *text = to_string(iq);
+    char *text = bf_test_xml_string(iq);
     assert_null(strstr(text, "secret"));
     assert_non_null(strstr(text, "<field type='text-private' label='Password' "
                                  "var='password'><required/></field>"));
@@ -911,7 +901,7 @@ static void test_unknown_dropped(void **state) {
   assert_valid(form, fields, 2);
   bf_xml *msg = bf_xml_new("message", NULL);
   assert_non_null(bf_form_add_result(msg, "Saved", form, NULL, 0));
-  assert_xml(bf_xml_first_child(msg),
+  bf_test_assert_xml(bf_xml_first_child(msg),
              "<x xmlns='jabber:x:data' type='result'><title>Saved</title>"
              "<field var='nick'><value>n</value></field>"
              "<field type='hidden' var='FORM_TYPE'><value>something:else</value>"
@@ -1109,7 +1099,7 @@ static void test_hostile_control_characters(void **state) {
 
   bf_xml *msg = bf_xml_new("message", NULL);
   assert_non_null(bf_form_add_result(msg, NULL, form, NULL, 0));
-  char *text = to_string(msg);
+  char *text = bf_test_xml_string(msg);
   assert_null(strchr(text, '\x01'));
   assert_null(strchr(text, '\x1b'));
   assert_non_null(strstr(text, "<value>ab[31mc"));
@@ -1147,7 +1137,7 @@ static void test_result_hides_private_fields(void **state) {
   assert_int_equal(bf_form_set(form, "extra", "shown as is"), 0);
   bf_xml *msg = bf_xml_new("message", NULL);
   assert_non_null(bf_form_add_result(msg, NULL, form, fields, 3));
-  char *text = to_string(bf_xml_first_child(msg));
+  char *text = bf_test_xml_string(bf_xml_first_child(msg));
   assert_null(strstr(text, "hunter2"));
   assert_null(strstr(text, "password"));
   assert_string_equal(text,

@@ -11,6 +11,7 @@
 
 #include "babelfish/stanza.h"
 #include "babelfish/xml.h"
+#include "support.h"
 
 static bf_xml *stanza(const char *name, const char *type, const char *id) {
   bf_xml *st = bf_xml_new(name, NULL);
@@ -24,12 +25,6 @@ static bf_xml *stanza(const char *name, const char *type, const char *id) {
   return st;
 }
 
-static void assert_xml(const bf_xml *el, const char *expected) {
-  char *s = bf_xml_to_string(el, NULL);
-  assert_non_null(s);
-  assert_string_equal(s, expected);
-  free(s);
-}
 
 static void test_request_and_reply(void **state) {
   (void)state;
@@ -62,7 +57,7 @@ static void test_result(void **state) {
   bf_xml_add_child(iq, "query", BF_NS_VERSION);
   bf_xml *res = bf_stanza_result(iq);
   assert_non_null(res);
-  assert_xml(res, "<iq from='bot@echo.localhost' to='alice@localhost/res' id='v1' "
+  bf_test_assert_xml(res, "<iq from='bot@echo.localhost' to='alice@localhost/res' id='v1' "
                   "type='result'/>");
   assert_true(bf_stanza_is_reply(res));
   bf_xml_free(res);
@@ -72,7 +67,7 @@ static void test_result(void **state) {
   bf_xml_set_attr(iq, "type", "get");
   bf_xml_set_attr(iq, "id", "p1");
   res = bf_stanza_result(iq);
-  assert_xml(res, "<iq id='p1' type='result'/>");
+  bf_test_assert_xml(res, "<iq id='p1' type='result'/>");
   bf_xml_free(res);
   bf_xml_free(iq);
 }
@@ -83,7 +78,7 @@ static void test_error_shape(void **state) {
   bf_xml_add_child(iq, "query", BF_NS_DISCO_INFO);
   bf_xml *err = bf_stanza_error(iq, NULL, "service-unavailable", "nope <here>");
   assert_non_null(err);
-  assert_xml(err, "<iq from='bot@echo.localhost' to='alice@localhost/res' id='q1' "
+  bf_test_assert_xml(err, "<iq from='bot@echo.localhost' to='alice@localhost/res' id='q1' "
                   "type='error'><error type='cancel'>"
                   "<service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
                   "<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas' xml:lang='en'>"
@@ -104,7 +99,7 @@ static void test_error_shape(void **state) {
   bf_xml *msg = stanza("message", "chat", "m7");
   bf_xml_add_text_child(msg, "body", NULL, "hi");
   err = bf_stanza_error(msg, "wait", "recipient-unavailable", NULL);
-  assert_xml(err, "<message from='bot@echo.localhost' to='alice@localhost/res' "
+  bf_test_assert_xml(err, "<message from='bot@echo.localhost' to='alice@localhost/res' "
                   "id='m7' type='error'><error type='wait'>"
                   "<recipient-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
                   "</error></message>");
@@ -114,7 +109,7 @@ static void test_error_shape(void **state) {
   /* No id on the original: none on the error. */
   bf_xml *pres = stanza("presence", NULL, NULL);
   err = bf_stanza_error(pres, NULL, "not-authorized", NULL);
-  assert_xml(err, "<presence from='bot@echo.localhost' to='alice@localhost/res' "
+  bf_test_assert_xml(err, "<presence from='bot@echo.localhost' to='alice@localhost/res' "
                   "type='error'><error type='auth'>"
                   "<not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
                   "</error></presence>");

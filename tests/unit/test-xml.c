@@ -16,6 +16,7 @@
 #include "babelfish/error.h"
 #include "babelfish/xml.h"
 #include "buf.h"
+#include "support.h"
 #include "xml.h"
 
 #if defined(__has_feature)
@@ -60,17 +61,6 @@ static size_t heap_in_use(void) {
 
 /* ---- helpers --------------------------------------------------------------- */
 
-static char *to_string(const bf_xml *el) {
-  char *s = bf_xml_to_string(el, NULL);
-  assert_non_null(s);
-  return s;
-}
-
-static void assert_xml(const bf_xml *el, const char *expected) {
-  char *s = to_string(el);
-  assert_string_equal(s, expected);
-  free(s);
-}
 
 static char *escaped(const char *text, size_t len, bool attribute) {
   bf_buf b;
@@ -284,7 +274,7 @@ static void test_tree_build(void **state) {
   assert_string_equal(bf_xml_child_text(msg, "subject", NULL), "");
   assert_null(bf_xml_child_text(msg, "thread", NULL));
 
-  assert_xml(msg, "<message to='alice@localhost' from='bob@echo.localhost' "
+  bf_test_assert_xml(msg, "<message to='alice@localhost' from='bob@echo.localhost' "
                   "type='chat' xml:lang='en'><body>Hello</body>"
                   "<x xmlns='http://jabber.org/protocol/muc#user'>"
                   "<item role='participant'/></x><subject/></message>");
@@ -299,7 +289,7 @@ static void test_tree_build(void **state) {
   /* An unlinked node is not a root: freeing it is refused. */
   bf_xml_free(x);
   bf_xml_free(item);
-  assert_xml(msg, "<message to='alice@localhost' type='groupchat' xml:lang='en'>"
+  bf_test_assert_xml(msg, "<message to='alice@localhost' type='groupchat' xml:lang='en'>"
                   "<body>Hello</body><subject/></message>");
   size_t len = 0;
   char *s = bf_xml_to_string(body, &len);
@@ -326,7 +316,7 @@ static void test_tree_invalid_names(void **state) {
   assert_int_equal(bf_xml_set_attr(el, "a'b", "v"), BF_EINVAL);
   assert_int_equal(bf_xml_set_attr(el, "xml:space", "preserve"), 0);
   assert_int_equal(bf_xml_set_attr(el, "data-x_1.2", "v"), 0);
-  assert_xml(el, "<iq xml:space='preserve' data-x_1.2='v'/>");
+  bf_test_assert_xml(el, "<iq xml:space='preserve' data-x_1.2='v'/>");
   bf_xml_free(el);
 }
 
@@ -378,7 +368,7 @@ static void test_tree_text(void **state) {
   /* A change invalidates the cache. */
   assert_int_equal(bf_xml_add_text(body, "!", 1), 0);
   assert_string_equal(bf_xml_text(body), "Hello, wor tail!");
-  assert_xml(body, "<body>Hello, wor<b>bold</b> tail!</body>");
+  bf_test_assert_xml(body, "<body>Hello, wor<b>bold</b> tail!</body>");
   assert_true(bf_xml_remove(body, b));
   assert_string_equal(bf_xml_text(body), "Hello, wor tail!");
   assert_int_equal(bf_xml_add_text(body, NULL, 0), 0);
@@ -421,11 +411,11 @@ static void test_tree_copy(void **state) {
   assert_ptr_equal(bf_xml_parent(copy), dst);
   bf_xml *whole = bf_xml_copy(src);
   assert_non_null(whole);
-  char *expected = to_string(src);
+  char *expected = bf_test_xml_string(src);
   bf_xml_free(src); /* the copies must not point into it */
-  assert_xml(whole, expected);
+  bf_test_assert_xml(whole, expected);
   free(expected);
-  assert_xml(dst, "<message><query xmlns='http://jabber.org/protocol/disco#info'>"
+  bf_test_assert_xml(dst, "<message><query xmlns='http://jabber.org/protocol/disco#info'>"
                   "<identity category='gateway'/>"
                   "<note xmlns='jabber:component:accept'>a &amp; b</note>text"
                   "</query></message>");
@@ -436,7 +426,7 @@ static void test_tree_copy(void **state) {
   assert_non_null(again);
   bf_xml *self = bf_xml_add_copy(bf_xml_first_child(whole), whole);
   assert_non_null(self);
-  assert_xml(self, "<iq type='result' id='q1'>"
+  bf_test_assert_xml(self, "<iq type='result' id='q1'>"
                    "<query xmlns='http://jabber.org/protocol/disco#info'>"
                    "<identity category='gateway'/>"
                    "<note xmlns='jabber:component:accept'>a &amp; b</note>text"
@@ -494,7 +484,7 @@ static void test_serialize_strips_controls(void **state) {
   bf_xml *body = bf_xml_add_child(msg, "body", NULL);
   assert_int_equal(bf_xml_add_text(body, LIT("\x01" "ACTION x\x01 \x03" "4red\0!")), 0);
   bf_xml_add_text_child(msg, "subject", NULL, "caf\xe9");
-  assert_xml(msg, "<message id='abc'><body>ACTION x 4red!</body>"
+  bf_test_assert_xml(msg, "<message id='abc'><body>ACTION x 4red!</body>"
                   "<subject>caf\xef\xbf\xbd</subject></message>");
   bf_xml_free(msg);
 }
@@ -512,7 +502,7 @@ static void test_serialize_namespaces(void **state) {
                       "<item/><item/><other xmlns='urn:x'/><bare xmlns=''/></query>";
   char want[512];
   snprintf(want, sizeof want, "<iq>%s<back/></iq>", inner);
-  assert_xml(iq, want);
+  bf_test_assert_xml(iq, want);
   /* The namespace in scope decides where xmlns is written. */
   bf_buf b;
   bf__buf_init(&b, 0);
@@ -527,7 +517,7 @@ static void test_serialize_namespaces(void **state) {
   bf__buf_close(&b);
   bf_xml *stream_error = bf_xml_new("error", BF_NS_STREAM);
   bf_xml_add_child(stream_error, "conflict", BF_NS_STREAMS);
-  assert_xml(stream_error, "<error xmlns='http://etherx.jabber.org/streams'>"
+  bf_test_assert_xml(stream_error, "<error xmlns='http://etherx.jabber.org/streams'>"
                            "<conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
                            "</error>");
   bf_xml_free(stream_error);
@@ -541,7 +531,7 @@ static void test_serialize_cap_rolls_back(void **state) {
   char text[200];
   memset(text, 'a', sizeof text);
   bf_xml_add_text(bf_xml_add_child(msg, "body", NULL), text, sizeof text);
-  char *whole = to_string(msg);
+  char *whole = bf_test_xml_string(msg);
   size_t full = strlen(whole);
   for (size_t max = 4; max < full + 20; max++) {
     bf_buf b;
@@ -701,7 +691,7 @@ static void test_stream_namespaces(void **state) {
   assert_string_equal(bf_xml_xmlns(bf_xml_child(xbody, "p", NULL)),
                       "http://www.w3.org/1999/xhtml");
   assert_string_equal(bf_xml_xmlns(bf_xml_child(msg, "e", NULL)), "");
-  assert_xml(msg, serialized);
+  bf_test_assert_xml(msg, serialized);
 
   /* The serialization parses back to the same tree. */
   snprintf(doc, sizeof doc, SHORT_HEADER "%s", serialized);
@@ -711,7 +701,7 @@ static void test_stream_namespaces(void **state) {
   s = bf__xml_stream_new(&rec_callbacks, &r, 0, 0);
   assert_int_equal(bf__xml_stream_feed(s, doc, strlen(doc)), 0);
   assert_int_equal(r.stanzas, 1);
-  assert_xml(r.keep[0], serialized);
+  bf_test_assert_xml(r.keep[0], serialized);
   assert_string_equal(bf_xml_attr(bf_xml_child(r.keep[0], "q", "urn:b"), "c:k"), "1");
   bf__xml_stream_free(s);
   recorder_close(&r);
@@ -729,9 +719,9 @@ static void test_xml_namespace_elements(void **state) {
   free(log);
   assert_null(bf_xml_new("x", "http://www.w3.org/2000/xmlns/"));
   bf_xml *el = bf_xml_new("lang", "http://www.w3.org/XML/1998/namespace");
-  assert_xml(el, "<xml:lang/>");
+  bf_test_assert_xml(el, "<xml:lang/>");
   bf_xml_add_child(el, "inner", NULL);
-  assert_xml(el, "<xml:lang><xml:inner/></xml:lang>");
+  bf_test_assert_xml(el, "<xml:lang><xml:inner/></xml:lang>");
   bf_xml_free(el);
 }
 
@@ -756,7 +746,7 @@ static void test_round_trip(void **state) {
     bf_xml_set_attr(x, "v", texts[i]);
     bf_xml_add_text(x, texts[i], strlen(texts[i]));
 
-    char *xml = to_string(msg);
+    char *xml = bf_test_xml_string(msg);
     char *doc = malloc(strlen(xml) + 256);
     sprintf(doc, SHORT_HEADER "%s", xml);
     recorder r;
@@ -772,7 +762,7 @@ static void test_round_trip(void **state) {
     assert_non_null(bx);
     assert_string_equal(bf_xml_attr(bx, "v"), texts[i]);
     assert_string_equal(bf_xml_text(bx), texts[i]);
-    assert_xml(back, xml);
+    bf_test_assert_xml(back, xml);
     bf__xml_stream_free(s);
     recorder_close(&r);
     free(doc);
