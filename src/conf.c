@@ -68,6 +68,7 @@ enum core_key {
   K_PING_TIMEOUT,
   K_RECONNECT_MIN,
   K_RECONNECT_MAX,
+  K_PROBE_TIMEOUT,
   CORE_KEY_COUNT,
 };
 
@@ -77,7 +78,7 @@ static const char *const core_key_names[CORE_KEY_COUNT] = {
     "log_file",        "modules_dir",   "xmpp_domain",
     "max_stanza_size", "max_depth",     "write_queue_max",
     "keepalive_interval", "ping_interval", "ping_timeout",
-    "reconnect_min",   "reconnect_max",
+    "reconnect_min",   "reconnect_max", "probe_timeout",
 };
 
 typedef struct parser {
@@ -325,9 +326,10 @@ static int set_port(parser *p, unsigned *slot, const char *value) {
   return 0;
 }
 
-/* admins: bare JIDs separated by blanks and/or commas. */
-static int set_admins(parser *p, const char *value) {
-  bf_conf *conf = p->conf;
+/* A list of bare JIDs (admins) or of bare JIDs and domains (allowed),
+ * separated by blanks and/or commas; "*" (allowed only) sets *all. */
+static int set_jid_list(parser *p, const char *key, const char *value,
+                        bool domains, char ***list, size_t *n, bool *all) {
   char q[SHOWN_SIZE];
   int rc = 0;
   bf_jid jid = {0};
@@ -337,31 +339,40 @@ static int set_admins(parser *p, const char *value) {
   char *save = NULL;
   for (char *tok = strtok_r(copy, " \t,", &save); tok;
        tok = strtok_r(NULL, " \t,", &save)) {
+    if (all && !strcmp(tok, "*")) {
+      *all = true;
+      continue;
+    }
     int prc = bf_jid_parse(&jid, tok);
     if (prc == BF_ENOMEM) {
       rc = fail_nomem(p);
       goto out;
     }
-    if (prc < 0 || !jid.local || jid.resource) {
-      rc = fail(p, p->lineno,
-                "admin '%s' is not a bare JID; write bare JIDs such as "
-                "admin@example.org (no /resource), separated by spaces or "
-                "commas",
-                shown(q, tok));
+    if (prc < 0 || jid.resource || (!domains && !jid.local)) {
+      rc = domains
+               ? fail(p, p->lineno,
+                      "%s '%s' is neither a domain nor a bare JID; write "
+                      "domains (example.org), bare JIDs (alice@example.org) "
+                      "or *, separated by spaces or commas",
+                      key, shown(q, tok))
+               : fail(p, p->lineno,
+                      "admin '%s' is not a bare JID; write bare JIDs such as "
+                      "admin@example.org (no /resource), separated by spaces "
+                      "or commas",
+                      shown(q, tok));
       goto out;
     }
     char *bare = bf_jid_bare(&jid);
     bf_jid_close(&jid);
-    char **grown = bare ? realloc(conf->admins, (conf->n_admins + 2) * sizeof *grown)
-                        : NULL;
+    char **grown = bare ? realloc(*list, (*n + 2) * sizeof *grown) : NULL;
     if (!grown) {
       free(bare);
       rc = fail_nomem(p);
       goto out;
     }
-    conf->admins = grown;
-    conf->admins[conf->n_admins++] = bare;
-    conf->admins[conf->n_admins] = NULL;
+    *list = grown;
+    (*list)[(*n)++] = bare;
+    (*list)[*n] = NULL;
   }
 out:
   bf_jid_close(&jid);
@@ -413,7 +424,7 @@ static int core_key(parser *p, const char *name, const char *value) {
                 "port, database, http, admins, log_level, log_file, "
                 "modules_dir, xmpp_domain, max_stanza_size, max_depth, "
                 "write_queue_max, keepalive_interval, ping_interval, "
-                "ping_timeout, reconnect_min and reconnect_max",
+                "ping_timeout, reconnect_min, reconnect_max and probe_timeout",
                 shown(q, name));
   }
   if (p->core_key_line[k])
@@ -443,7 +454,8 @@ static int core_key(parser *p, const char *name, const char *value) {
                   shown(q, value));
     return set_string(p, &conf->http, value);
   case K_ADMINS:
-    return set_admins(p, value);
+    return set_jid_list(p, name, value, false, &conf->admins, &conf->n_admins,
+                        NULL);
   case K_LOG_LEVEL: {
     int level = bf__log_level_parse(value);
     if (level < 0)
@@ -492,6 +504,8 @@ static int core_key(parser *p, const char *name, const char *value) {
     return set_seconds(p, &conf->reconnect_min_s, name, value);
   case K_RECONNECT_MAX:
     return set_seconds(p, &conf->reconnect_max_s, name, value);
+  case K_PROBE_TIMEOUT:
+    return set_seconds(p, &conf->probe_timeout_s, name, value);
   case CORE_KEY_COUNT:
     break;
   }
@@ -565,6 +579,28 @@ static int gateway_key(parser *p, const char *name, const char *value) {
     return set_port(p, &gw->port, value);
   if (!strcmp(name, "xmpp_domain"))
     return set_domain(p, &gw->xmpp_domain, name, value);
+  if (!strcmp(name, "allowed")) {
+    if (!*value)
+      return fail(p, p->lineno,
+                  "'allowed' in [%s] is empty; list domains or bare JIDs, or "
+                  "* for everyone, or remove the line to allow the XMPP "
+                  "server's domain",
+                  gw->section);
+    return set_jid_list(p, name, value, true, &gw->allowed, &gw->n_allowed,
+                        &gw->allow_all);
+  }
+  if (!strcmp(name, "message_ids")) {
+    char q[SHOWN_SIZE];
+    size_t count;
+    if (bf__conf_parse_size(value, &count) < 0 || count < 16 ||
+        count > 100000000)
+      return fail(p, p->lineno,
+                  "message_ids '%s' is not a count between 16 and 100M; it is "
+                  "how many message ids the gateway remembers, e.g. 10000",
+                  shown(q, value));
+    gw->message_ids = (unsigned)count;
+    return 0;
+  }
   /* Any other key is the transport's: module.c checks it. */
   return 0;
 }
@@ -874,11 +910,20 @@ static int finish(parser *p) {
       return p->rc;
     if (!gw->port)
       gw->port = conf->port;
+    if (!gw->message_ids)
+      gw->message_ids = 10000;
     if (!gw->xmpp_domain) {
       gw->xmpp_domain = conf->xmpp_domain ? strdup(conf->xmpp_domain)
                                           : parent_domain(gw->domain);
       if (!gw->xmpp_domain)
         return fail_nomem(p);
+    }
+    /* By default the gateway serves the users of its XMPP server. */
+    if (!gw->n_allowed && !gw->allow_all) {
+      gw->allowed = calloc(2, sizeof *gw->allowed);
+      if (!gw->allowed || !(gw->allowed[0] = strdup(gw->xmpp_domain)))
+        return fail_nomem(p);
+      gw->n_allowed = 1;
     }
   }
   return 0;
@@ -900,6 +945,7 @@ static int set_defaults(bf_conf *conf, const char *path) {
   conf->ping_timeout_s = 60;
   conf->reconnect_min_s = 1;
   conf->reconnect_max_s = 60;
+  conf->probe_timeout_s = 30;
   if (!conf->path || !conf->server || !conf->database || !conf->admins ||
       !conf->modules_dir)
     return BF_ENOMEM;
@@ -972,6 +1018,9 @@ void bf__conf_free(bf_conf *conf) {
     free(gw->secret);
     free(gw->server);
     free(gw->xmpp_domain);
+    for (size_t j = 0; j < gw->n_allowed; j++)
+      free(gw->allowed[j]);
+    free(gw->allowed);
   }
   free(conf->gateways);
   for (size_t i = 0; i < conf->n_admins; i++)

@@ -8,6 +8,7 @@
 #ifndef BF_CONF_H
 #define BF_CONF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,6 +29,13 @@ typedef struct bf_conf_gateway {
   unsigned port;            /* default: [babelfish] port */
   char *xmpp_domain;        /* default: [babelfish] xmpp_domain, else domain
                                minus its first label */
+  /* `allowed`: who may use the gateway: bare JIDs and domains
+   * (normalised), NULL-terminated; allow_all for "*". Default: just
+   * xmpp_domain. Admins are always allowed. */
+  char **allowed;
+  size_t n_allowed;
+  bool allow_all;
+  unsigned message_ids;     /* message-id map entries kept; default 10000 */
   /* every key of the section, in file order, core keys included */
   bf_conf_entry *entries;
   size_t n_entries;
@@ -54,6 +62,8 @@ typedef struct bf_conf {
   unsigned ping_timeout_s;  /* no answer -> reconnect; default 60 */
   unsigned reconnect_min_s; /* backoff start; default 1 */
   unsigned reconnect_max_s; /* backoff cap; default 60 */
+  unsigned probe_timeout_s; /* resources that do not answer the probes
+                               after a reconnect are dropped; default 30 */
   bf_conf_gateway *gateways;
   size_t n_gateways;
 } bf_conf;

@@ -430,6 +430,29 @@ static void host_http_cancel(const bf_host *host, uint64_t id) {
     bf__http_cancel(gw->daemon->http, id);
 }
 
+/* ---- version 2: gateway users (users.c, presence.c, msgid.c) --------------- */
+
+static int host_user_get(const bf_host *host, const char *user, bf_form **values) {
+  *values = NULL;
+  return user ? bf__users_values(gw_of(host), user, values) : BF_EINVAL;
+}
+
+static int host_user_set(const bf_host *host, const char *user, const char *var,
+                         const char *value) {
+  if (!user || !var)
+    return BF_EINVAL;
+  return bf__users_set_value(gw_of(host), user, var, value);
+}
+
+static int host_users_each(const bf_host *host,
+                           int (*cb)(void *data, const char *user), void *data) {
+  return bf__users_each(gw_of(host), cb, data);
+}
+
+static bool host_is_admin(const bf_host *host, const bf_jid *jid) {
+  return jid && bf__users_is_admin(gw_of(host), jid);
+}
+
 /* ---- component callbacks ---------------------------------------------------- */
 
 static void on_online(bf_component *c) {
@@ -439,6 +462,7 @@ static void on_online(bf_component *c) {
   gw->ping_covers = 0;
   uv_timer_start(&gw->ping_timer, on_ping_timer,
                  (uint64_t)gw->daemon->conf->ping_interval_s * 1000, 0);
+  bf__presence_online(gw);
   if (gw->module_started && gw->module.module->on_online)
     gw->module.module->on_online(gw->state);
   outbox_replay(gw);
@@ -544,6 +568,16 @@ int bf__gateway_new(bf_gateway **out, bf_daemon *daemon,
   h->kv_delete = host_kv_delete;
   h->http_request = host_http_request;
   h->http_cancel = host_http_cancel;
+  h->user_get = host_user_get;
+  h->user_set = host_user_set;
+  h->users_each = host_users_each;
+  h->user_resources = bf__presence_resources;
+  h->contact_presence = bf__presence_contact;
+  h->contact_subscribe = bf__presence_contact_subscribe;
+  h->msgid_put = bf__msgid_put;
+  h->msgid_foreign = bf__msgid_foreign;
+  h->msgid_xmpp = bf__msgid_xmpp;
+  h->is_admin = host_is_admin;
   *out = gw;
   return 0;
 }
@@ -556,7 +590,12 @@ int bf__gateway_check(bf_gateway *gw, char *err, size_t err_size) {
 int bf__gateway_start(bf_gateway *gw) {
   const bf_conf *conf = gw->daemon->conf;
   const bf_module *m = gw->module.module;
-  int rc = 0;
+  int rc = bf__users_init(gw);
+  if (rc) {
+    bf__error(gw->conf->section, "cannot load the gateway's users: %s",
+              bf_strerror(rc));
+    return rc;
+  }
   if (m->init) {
     rc = m->init(&gw->host, &gw->state);
     if (rc) {
@@ -594,6 +633,9 @@ void bf__gateway_stop(bf_gateway *gw, void (*on_stopped)(bf_gateway *gw)) {
   gw->on_stopped = on_stopped;
   while (gw->timers)
     timer_release(gw, gw->timers);
+  /* Users are told first (XEP-0100 §4.1.4: unavailable from the gateway
+   * and its contacts), and sessions end, while the module still runs. */
+  bf__presence_stop(gw);
   if (gw->module_started && gw->module.module->close) {
     /* The module says goodbye (IRC QUIT, presences) while the stream is
      * still up; the component then flushes before closing. */
@@ -615,6 +657,7 @@ void bf__gateway_free(bf_gateway *gw) {
     return;
   if (gw->component_started)
     bf__component_close(&gw->component);
+  bf__users_close(gw);
   bf__module_unload(&gw->module);
   for (int i = 0; i < BF_JID_CACHE_SIZE; i++)
     free(gw->jid_cache[i].mem);

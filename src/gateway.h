@@ -15,6 +15,7 @@
 #include "http.h"
 #include "module.h"
 #include "store.h"
+#include "users.h"
 
 /* Room for a typical JID on the stack (bf_jid_parse_buf): the hot path
  * parses two per stanza each way. */
@@ -32,6 +33,10 @@ typedef struct bf_daemon {
   bf_gateway **gateways;
   size_t n_gateways;
   uint64_t started_ms;
+  /* What SIGHUP does (the admins' "reload" command runs it too): reopen
+   * the log, apply what can change without reconnecting. Writes a summary
+   * for the user to msg. 0 or an error. NULL in tests. */
+  int (*reload)(struct bf_daemon *daemon, char *msg, size_t msg_size);
 } bf_daemon;
 
 struct bf_gateway {
@@ -76,6 +81,8 @@ struct bf_gateway {
     bool ours;                 /* its domain is the gateway's */
   } jid_cache[BF_JID_CACHE_SIZE];
   unsigned jid_cache_next;
+
+  bf_users users;              /* users.h */
 
   /* statistics */
   uint64_t errors_sent;

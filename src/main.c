@@ -14,6 +14,7 @@
 #include "log.h"
 #include "module.h"
 #include "store.h"
+#include "util.h"
 
 #define DEFAULT_CONFIG "/etc/babelfish/babelfish.conf"
 /* SPEC: SIGTERM/SIGINT stop within 5 s; keep a margin. */
@@ -104,29 +105,37 @@ static void begin_stop(app *a, const char *why) {
     bf__gateway_stop(a->daemon.gateways[i], on_gateway_stopped);
 }
 
-/* SIGHUP: reopen the log file (rotation) and apply what can change without
- * reconnecting: the log level. */
-static void reload(app *a) {
+/* SIGHUP and the admins' reload command: reopen the log file (rotation)
+ * and apply what can change without reconnecting: the log level. */
+static int reload(bf_daemon *daemon, char *msg, size_t msg_size) {
+  app *a = bf_container_of(daemon, app, daemon);
   if (bf__log_reopen() != 0)
     bf__error(NULL, "cannot reopen the log file");
   bf_conf fresh;
   char err[1024];
-  if (bf__conf_load(&fresh, a->conf.path, err, sizeof err) != 0) {
+  int rc = bf__conf_load(&fresh, a->conf.path, err, sizeof err);
+  if (rc != 0) {
     bf__error(NULL, "reload: %s; keeping the running configuration", err);
+    snprintf(msg, msg_size, "The configuration has an error, nothing was "
+             "changed: %s", err);
     bf__conf_free(&fresh);
-    return;
+    return rc;
   }
   bf__log_set_level(fresh.log_level);
   a->conf.log_level = fresh.log_level;
   bf__conf_free(&fresh);
+  snprintf(msg, msg_size, "Reloaded: log reopened, log_level applied (other "
+           "changes take effect at the next restart).");
   bf__info(NULL, "reloaded: log reopened, log_level applied (other changes "
                  "take effect at the next restart)");
+  return 0;
 }
 
 static void on_signal(uv_signal_t *handle, int signum) {
   app *a = handle->data;
+  char msg[1280];
   if (signum == SIGHUP)
-    reload(a);
+    (void)reload(&a->daemon, msg, sizeof msg);
   else
     begin_stop(a, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
@@ -199,6 +208,7 @@ int main(int argc, char **argv) {
   }
   a->daemon.loop = &a->loop;
   a->daemon.conf = &a->conf;
+  a->daemon.reload = reload;
   rc = make_gateways(a, err, sizeof err);
   if (rc) {
     fprintf(stderr, "%s\n", err[0] ? err : bf_strerror(rc));

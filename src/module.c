@@ -18,7 +18,8 @@ static const bf_module *const builtins[] = {
 
 /* Keys every gateway section may have, whatever its transport. */
 static const char *const core_keys[] = {
-    "transport", "domain", "secret", "server", "port", "xmpp_domain", NULL,
+    "transport", "domain",      "secret",  "server",
+    "port",      "xmpp_domain", "allowed", "message_ids", NULL,
 };
 
 const bf_module *const *bf__module_builtins(void) { return builtins; }

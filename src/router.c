@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "babelfish/form.h"
 #include "babelfish/jid.h"
 #include "babelfish/stanza.h"
 #include "gateway.h"
@@ -34,6 +35,8 @@ static void disco_info(bf_gateway *gw, const bf_xml *iq) {
   static const char *const core_features[] = {
       BF_NS_DISCO_INFO, BF_NS_DISCO_ITEMS, BF_NS_VERSION, BF_NS_PING,
       "jid\\20escaping", /* XEP-0106 §6 (sic) */
+      "jabber:iq:register", "jabber:iq:gateway",
+      "http://jabber.org/protocol/commands", BF_NS_DATA,
   };
   const bf_module *m = gw->module.module;
   bf_xml *reply = bf_stanza_result(iq);
@@ -100,6 +103,63 @@ static bool builtin(bf_gateway *gw, const bf_xml *iq, const bf_xml *payload) {
   return false;
 }
 
+/* Someone `allowed` does not cover: disco, version and ping (answered
+ * before) but nothing else, and nothing is stored for them. */
+static void deny(bf_gateway *gw, const bf_xml *stanza) {
+  const char *name = bf_xml_name(stanza);
+  if (!strcmp(name, "presence")) {
+    const char *type = bf_xml_attr(stanza, "type");
+    /* RFC 6121 §3.1.3/§4.3.2: a refused subscription or probe. */
+    if (type && (!strcmp(type, "subscribe") || !strcmp(type, "probe"))) {
+      bf_xml *p = bf_xml_new("presence", NULL);
+      if (p && !bf_xml_set_attr(p, "from", bf_xml_attr(stanza, "to")) &&
+          !bf_xml_set_attr(p, "to", bf_xml_attr(stanza, "from")) &&
+          !bf_xml_set_attr(p, "type", "unsubscribed"))
+        (void)bf__gateway_send(gw, p);
+      bf_xml_free(p);
+    }
+    return;
+  }
+  if (bf_stanza_is_request(stanza) || !bf_stanza_is_reply(stanza)) {
+    char text[256];
+    snprintf(text, sizeof text,
+             "this gateway is not open to your account; its administrator "
+             "can add your domain or address to 'allowed'");
+    reply_error(gw, stanza, true, "forbidden", text);
+  }
+}
+
+/* The core's user machinery: registration, the gateway prompt, ad-hoc and
+ * chat commands, presence and subscriptions, and registration-required
+ * for transports that need it. True if the stanza was handled. */
+static bool users(bf_gateway *gw, const bf_xml *stanza, const bf_jid *from,
+                  const bf_jid *to) {
+  if (!gw->users.open)
+    return false;
+  const char *name = bf_xml_name(stanza);
+  if (!strcmp(name, "iq") &&
+      (bf__users_iq(gw, stanza, from, to) || bf__adhoc_dispatch(gw, stanza, from, to)))
+    return true;
+  if (!strcmp(name, "message") && bf__adhoc_dispatch(gw, stanza, from, to))
+    return true;
+  if (!strcmp(name, "presence") && bf__presence_dispatch(gw, stanza, from, to))
+    return true;
+  const bf_module *m = gw->module.module;
+  if (m->abi_version >= 2 && (m->flags & BF_MODULE_REGISTRATION_REQUIRED) &&
+      to->local) {
+    char bare[BF_JID_STACK_BUFFER];
+    if (bf__bare(from, bare, sizeof bare) < 0 || !bf__users_registered(gw, bare)) {
+      if (strcmp(name, "presence") != 0 &&
+          (bf_stanza_is_request(stanza) || !bf_stanza_is_reply(stanza)))
+        reply_error(gw, stanza, true, "registration-required",
+                    "register with this gateway first (XEP-0077, or the "
+                    "gateway's commands)");
+      return true;
+    }
+  }
+  return false;
+}
+
 void bf__router_dispatch(bf_gateway *gw, bf_xml *stanza) {
   const char *tag = gw->conf->section;
   const char *name = bf_xml_name(stanza);
@@ -150,6 +210,12 @@ void bf__router_dispatch(bf_gateway *gw, bf_xml *stanza) {
     if (!to.local && !to.resource && builtin(gw, stanza, payload))
       goto out;
   }
+  if (!bf__users_allowed(gw, &from)) {
+    deny(gw, stanza);
+    goto out;
+  }
+  if (users(gw, stanza, &from, &to))
+    goto out;
 
   const bf_module *m = gw->module.module;
   int rc = BF_ENOTSUP;

@@ -74,6 +74,23 @@ fail:
   return NULL;
 }
 
+/* XEP-0359 §3.1: a client that sets <origin-id/> promises it is unique
+ * and kept as the message travels, whereas the id attribute may be
+ * rewritten by servers (MUCs, carbons) and is not required to be unique.
+ * An empty id identifies nothing and is skipped. */
+#define NS_SID "urn:xmpp:sid:0"
+
+const char *bf_stanza_message_id(const bf_xml *message) {
+  if (!message)
+    return NULL;
+  const bf_xml *origin = bf_xml_child(message, "origin-id", NS_SID);
+  const char *id = origin ? bf_xml_attr(origin, "id") : NULL;
+  if (id && *id)
+    return id;
+  id = bf_xml_attr(message, "id");
+  return id && *id ? id : NULL;
+}
+
 /* RFC 6120 §8.3.3: the type each defined condition usually comes with. */
 static const struct {
   const char *condition;

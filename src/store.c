@@ -73,6 +73,25 @@ static const char *const core_migrations[] = {
   "CREATE TABLE outbox(id INTEGER PRIMARY KEY AUTOINCREMENT,"
   " gateway TEXT NOT NULL, xml BLOB NOT NULL, created INTEGER NOT NULL);"
   "CREATE INDEX outbox_gateway_id ON outbox(gateway, id);",
+  /* 2: gateway users (users.c, presence.c, msgid.c). A registration's
+   * values go with it (ON DELETE CASCADE); contacts and message ids are
+   * deleted explicitly on unregistration. */
+  "CREATE TABLE users(gateway TEXT NOT NULL, jid TEXT NOT NULL,"
+  " created INTEGER NOT NULL, PRIMARY KEY (gateway, jid)) WITHOUT ROWID;"
+  "CREATE TABLE user_values(gateway TEXT NOT NULL, jid TEXT NOT NULL,"
+  " var TEXT NOT NULL, idx INTEGER NOT NULL, value TEXT NOT NULL,"
+  " PRIMARY KEY (gateway, jid, var, idx),"
+  " FOREIGN KEY (gateway, jid) REFERENCES users(gateway, jid)"
+  " ON DELETE CASCADE) WITHOUT ROWID;"
+  "CREATE TABLE contacts(gateway TEXT NOT NULL, jid TEXT NOT NULL,"
+  " contact TEXT NOT NULL, subscription INTEGER NOT NULL,"
+  " PRIMARY KEY (gateway, jid, contact)) WITHOUT ROWID;"
+  "CREATE TABLE msgids(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+  " gateway TEXT NOT NULL, jid TEXT NOT NULL, xmpp_id TEXT NOT NULL,"
+  " foreign_id TEXT NOT NULL);"
+  "CREATE INDEX msgids_xmpp ON msgids(gateway, jid, xmpp_id);"
+  "CREATE INDEX msgids_foreign ON msgids(gateway, jid, foreign_id);"
+  "CREATE INDEX msgids_gateway_id ON msgids(gateway, id);",
 };
 
 struct bf_store {

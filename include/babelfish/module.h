@@ -27,16 +27,18 @@
 #define BABELFISH_MODULE_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <uv.h>
 
 #include "error.h"
+#include "form.h"
 #include "jid.h"
 #include "xml.h"
 
-#define BF_MODULE_ABI_VERSION 1u
+#define BF_MODULE_ABI_VERSION 2u
 #define BF_MODULE_SYMBOL "bf_module_entry"
 
 #if defined(__GNUC__)
@@ -143,13 +145,140 @@ struct bf_host {
   int (*http_request)(const bf_host *host, const bf_http_request *req,
                       bf_http_done_cb cb, void *data, uint64_t *id);
   void (*http_cancel)(const bf_host *host, uint64_t id);
+
+  /* ---- version 2: gateway users -------------------------------------- */
+
+  /* Registered users (XEP-0077). user: a bare JID string (borrowed).
+   * user_get: the user's stored registration values, private fields
+   * included (*values taken; free with bf_form_free); BF_ENOENT if the
+   * user is not registered. user_set: changes one stored value (value
+   * NULL removes it), e.g. after a nick change on the foreign side; copied.
+   * BF_ENOENT if not registered. users_each: calls cb for every registered
+   * user in JID order; cb returns non-zero to stop (that value is
+   * returned). */
+  int (*user_get)(const bf_host *host, const char *user, bf_form **values);
+  int (*user_set)(const bf_host *host, const char *user, const char *var,
+                  const char *value);
+  int (*users_each)(const bf_host *host,
+                    int (*cb)(void *data, const char *user), void *data);
+
+  /* The user's available resources (full JIDs, borrowed, valid until the
+   * next presence is processed) as tracked by the core: *resources gets
+   * the array; returns how many (0 = offline). */
+  size_t (*user_resources)(const bf_host *host, const char *user,
+                           const char *const **resources);
+
+  /* Publishes the presence of a contact (a JID at the gateway, e.g.
+   * "bob%irc.net@GW", or just its localpart) to the user (bare JID): show
+   * NULL = available, or "away", "chat", "dnd", "xa", or "unavailable";
+   * status: text or NULL. The core sends it, remembers it and answers the
+   * user's probes with it. Strings copied. */
+  int (*contact_presence)(const bf_host *host, const char *user,
+                          const char *contact, const char *show,
+                          const char *status);
+  /* The contact asks to be in the user's roster (XEP-0100 §5.3): sends
+   * <presence type='subscribe'/> from the contact, once per contact. */
+  int (*contact_subscribe)(const bf_host *host, const char *user,
+                           const char *contact);
+
+  /* Message ids (XEP-0359/0184/0308): a bounded, persistent map per user
+   * between XMPP ids (an origin-id, else the id attribute: see
+   * bf_stanza_message_id) and foreign ids. Strings copied; the getters'
+   * result is malloc'd (taken); BF_ENOENT if unknown. The oldest entries
+   * are dropped past the gateway's message_ids limit. */
+  int (*msgid_put)(const bf_host *host, const char *user, const char *xmpp_id,
+                   const char *foreign_id);
+  int (*msgid_foreign)(const bf_host *host, const char *user,
+                       const char *xmpp_id, char **foreign_id);
+  int (*msgid_xmpp)(const bf_host *host, const char *user,
+                    const char *foreign_id, char **xmpp_id);
+
+  /* True if jid (any JID; its bare part counts) is one of [babelfish]
+   * admins. */
+  bool (*is_admin)(const bf_host *host, const bf_jid *jid);
+};
+
+/* ---- ad-hoc commands (XEP-0050) -------------------------------------- */
+
+/* Where a command is offered, and to whom. */
+enum bf_command_flags {
+  BF_COMMAND_ON_GATEWAY = 1u << 0,  /* on the bare gateway domain */
+  BF_COMMAND_ON_CONTACT = 1u << 1,  /* on JIDs at the gateway (filtered by
+                                       the command's 'applies') */
+  BF_COMMAND_ADMIN = 1u << 2,       /* [babelfish] admins only; others get
+                                       forbidden */
+  BF_COMMAND_REGISTERED = 1u << 3,  /* registered users only */
+};
+
+enum bf_note_type { BF_NOTE_INFO = 0, BF_NOTE_WARN, BF_NOTE_ERROR };
+
+/* One run of one step of a command. Everything borrowed for the call. */
+typedef struct bf_command_call {
+  const bf_jid *from;          /* the user's full JID */
+  const bf_jid *to;            /* the JID the command was run on */
+  unsigned step;               /* 0 when started, then the next_step the
+                                  previous reply set */
+  const bf_form *form;         /* step > 0: the form the user submitted,
+                                  already checked against the fields the
+                                  previous step asked for; NULL at step 0 */
+  bf_form *data;               /* kept across the steps of one session
+                                  (store values with bf_form_set); owned by
+                                  the core */
+  bool chat;                   /* run from a chat message: no form can be
+                                  shown, the reply's text is sent back */
+  const char *args;            /* chat: the words after the command's name
+                                  ("" if none); NULL otherwise */
+} bf_command_call;
+
+/* What a step answers. The core fills it with zeros before the call. */
+typedef struct bf_command_reply {
+  /* Ask for a form (the session goes on): fields non-NULL. fields must
+   * outlive the session (static arrays); title, instructions: copied;
+   * values: current values to show, borrowed for the call. */
+  const bf_field *fields;
+  size_t n_fields;
+  const char *title;
+  const char *instructions;
+  const bf_form *values;
+  unsigned next_step;
+  /* Finish (fields NULL): a note and/or a result form. result: taken;
+   * result_fields (may be NULL) give its fields' types and labels. */
+  enum bf_note_type note_type;
+  char note[1024];
+  bf_form *result;
+  const bf_field *result_fields;
+  size_t n_result_fields;
+} bf_command_reply;
+
+typedef struct bf_command {
+  const char *node;            /* XEP-0050 node, [a-z0-9-]; also the chat
+                                  command's name */
+  const char *name;            /* shown in clients' command lists */
+  unsigned flags;              /* bf_command_flags; 0 = on the gateway */
+  /* Only for BF_COMMAND_ON_CONTACT: is it offered on this JID? NULL = on
+   * every JID at the gateway. */
+  bool (*applies)(void *state, const bf_jid *user, const bf_jid *to);
+  /* Runs one step. Returns 0 (the reply says what to show), or BF_EPERM
+   * (forbidden), BF_ENOENT (item-not-found), BF_EINVAL (bad-request), or
+   * another error (internal-server-error). A refusal the user should read
+   * is better a BF_NOTE_ERROR note and 0. */
+  int (*run)(void *state, const bf_command_call *call,
+             bf_command_reply *reply);
+} bf_command;
+
+/* Flags of a module (bf_module.flags). */
+enum bf_module_flags {
+  /* Only registered users may use contacts at the gateway; others get
+   * registration-required. */
+  BF_MODULE_REGISTRATION_REQUIRED = 1u << 0,
 };
 
 /* ---- the module descriptor --------------------------------------------- */
 
 typedef struct bf_module {
   uint32_t abi_version;        /* BF_MODULE_ABI_VERSION; always first.
-                                  Version 1 ends with on_offline. */
+                                  Version 1 ends with on_offline, version 2
+                                  with n_commands. */
   const char *name;            /* "transport = NAME" */
   const char *description;     /* one line, shown in disco and --version */
   const char *disco_type;      /* XEP-0030 gateway identity type, e.g. "irc" */
@@ -181,6 +310,57 @@ typedef struct bf_module {
   /* The component stream is authenticated / was lost. */
   void (*on_online)(void *state);
   void (*on_offline)(void *state);
+
+  /* ---- version 2: gateway users -------------------------------------- */
+  unsigned flags;              /* bf_module_flags */
+
+  /* Registration (XEP-0077): the fields of the form and the instructions
+   * above it. With no fields, registering just makes one a user. */
+  const bf_field *register_fields;
+  size_t n_register_fields;
+  const char *register_instructions;
+  /* A registration or a change of it, before it is stored. values: checked
+   * against register_fields; a private field submitted empty keeps its
+   * stored value (XEP-0077 §3.3: an empty password changes nothing).
+   * is_new: a first registration. Return 0 to store it, or BF_EINVAL
+   * (not-acceptable) / BF_EEXIST (conflict) with a message for the user in
+   * err. NULL = accept everything the form allows. */
+  int (*on_register)(void *state, const bf_jid *user, const bf_form *values,
+                     bool is_new, char *err, size_t err_size);
+  /* The user unregistered (after on_session_stop if they were online):
+   * delete what the module keeps for them. The core deletes its own rows
+   * (registration, contacts, message ids). */
+  void (*on_unregister)(void *state, const bf_jid *user);
+
+  /* XEP-0100 jabber:iq:gateway: the prompt shown to the user and a
+   * description, and the localpart for a foreign address the user typed
+   * (written to local, NUL-terminated; XEP-0106 escaping is the module's
+   * job). Returns 0, or BF_EINVAL with a message in local. NULL: the
+   * address, XEP-0106-escaped. */
+  const char *gateway_prompt;
+  const char *gateway_desc;
+  int (*gateway_address)(void *state, const char *address, char *local,
+                         size_t size);
+
+  /* Sessions: a registered user's first resource came online (start), and
+   * the last one went offline, they unregistered or babelfish stops
+   * (stop). user: bare JID. A module in bouncer mode may keep its foreign
+   * connection after stop. on_resource: every resource that comes or goes
+   * (full JID), after start and before stop. */
+  void (*on_session_start)(void *state, const bf_jid *user);
+  void (*on_session_stop)(void *state, const bf_jid *user);
+  void (*on_resource)(void *state, const bf_jid *resource, bool available);
+
+  /* The user asks to see a contact's presence (subscribe to a JID at the
+   * gateway). Return 0 to accept (the core answers subscribed, stores it
+   * and sends the contact's presence), BF_EPERM to refuse (unsubscribed).
+   * NULL = accept for registered users. */
+  int (*on_subscribe)(void *state, const bf_jid *user, const bf_jid *contact);
+
+  /* Ad-hoc commands (also chat commands to the gateway when they need no
+   * form at step 0). */
+  const bf_command *commands;
+  size_t n_commands;
 } bf_module;
 
 #endif

@@ -28,6 +28,12 @@ bf_xml *bf_stanza_result(const bf_xml *iq);
 bf_xml *bf_stanza_error(const bf_xml *stanza, const char *type,
                         const char *condition, const char *text);
 
+/* The id that identifies a message across the XMPP network for the
+ * message-id map (XEP-0359 §3.1): the <origin-id xmlns='urn:xmpp:sid:0'/>
+ * id when there is one, else the id attribute, else NULL. Borrowed from
+ * message. */
+const char *bf_stanza_message_id(const bf_xml *message);
+
 /* The usual error type of a stanza error condition (RFC 6120 §8.3.3), e.g.
  * "cancel" for service-unavailable; "cancel" for unknown conditions. */
 const char *bf_stanza_error_type(const char *condition);

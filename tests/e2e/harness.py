@@ -296,11 +296,13 @@ class XmppServer(Process):
 class Prosody(XmppServer):
     """A private Prosody 0.12 on free loopback ports.
 
-    components: {domain: secret}. Users alice/alicepw and bob/bobpw on the
-    VirtualHost "localhost". Prosody's own log (debug, to a file) is the
-    referee for component connections: count_auth(domain)."""
+    components: {domain: secret}. Users alice, bob, carol, dave and erin
+    (password NAMEpw) on the VirtualHost "localhost". Prosody's own log
+    (debug, to a file) is the referee for component connections:
+    count_auth(domain)."""
 
-    USERS = {"alice": "alicepw", "bob": "bobpw"}
+    USERS = {"alice": "alicepw", "bob": "bobpw", "carol": "carolpw",
+             "dave": "davepw", "erin": "erinpw"}
 
     def __init__(self, lab, components, stanza_limit=8 * 1024 * 1024):
         self.lab = lab
@@ -830,6 +832,12 @@ def child_text(el, tag, ns=NS_CLIENT):
     return None if child is None else (child.text or "")
 
 
+def stanza_error_text(el):
+    """The <text/> of an error stanza, or None."""
+    text = el.find("%s/{%s}text" % (q("error"), NS_STANZAS))
+    return None if text is None else (text.text or "")
+
+
 def stanza_error(el):
     """(type, condition) of an error stanza, or None."""
     err = el.find(q("error"))
@@ -953,8 +961,8 @@ class Lab:
         self.processes.append(b)
         return b
 
-    def client(self, prosody, user="alice"):
-        c = Client(self, user).connect(prosody.c2s_port)
+    def client(self, prosody, user="alice", resource=None):
+        c = Client(self, user, resource).connect(prosody.c2s_port)
         self.clients.append(c)
         return c
 

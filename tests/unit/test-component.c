@@ -253,6 +253,11 @@ static void fixture_conf(fixture *f, unsigned port, const char *secret) {
   f->gwconf.server = "127.0.0.1";
   f->gwconf.port = port;
   f->gwconf.xmpp_domain = "localhost";
+  static char *allowed[] = {"localhost", NULL};
+  f->gwconf.allowed = allowed;
+  f->gwconf.n_allowed = 1;
+  f->gwconf.message_ids = 10000;
+  f->conf.probe_timeout_s = 30;
   f->entries[0] = (bf_conf_entry){"transport", "echo", 2};
   f->entries[1] = (bf_conf_entry){"domain", "echo.localhost", 3};
   f->entries[2] = (bf_conf_entry){"durable", "yes", 4};
@@ -412,6 +417,52 @@ static void test_outbox_survives_restart(void **state) {
   struct wait_text w = {f, "written while offline", 1};
   assert_true(run_until(&f->loop, seen, &w, 3000));
   assert_true(run_until(&f->loop, outbox_empty, f, 3000));
+  fixture_stop(f);
+}
+
+/* `allowed`: outsiders get forbidden (presence: unsubscribed) and nothing
+ * is stored; discovery still answers them. */
+static void test_access_control(void **state) {
+  fixture *f = *state;
+  fixture_start(f, "s3cret");
+  assert_true(run_until(&f->loop, is_online, f, 5000));
+  send_str(&f->server,
+           "<iq type='set' id='r1' from='eve@evil.example/x' to='echo.localhost'>"
+           "<query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' "
+           "type='submit'><field var='nick'><value>eve</value></field></x>"
+           "</query></iq>"
+           "<message id='m1' from='eve@evil.example/x' to='bob@echo.localhost'>"
+           "<body>hi</body></message>"
+           "<presence type='subscribe' from='eve@evil.example' "
+           "to='bob@echo.localhost'/>"
+           "<iq type='get' id='d1' from='eve@evil.example/x' to='echo.localhost'>"
+           "<query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+           "<iq type='get' id='r2' from='alice@localhost/pc' to='echo.localhost'>"
+           "<query xmlns='jabber:iq:register'/></iq>");
+  struct wait_text w = {f, "id='r2'", 1};
+  assert_true(run_until(&f->loop, seen, &w, 3000));
+  const char *r1 = strstr(f->server.in, "id='r1'");
+  assert_non_null(r1);
+  assert_non_null(strstr(r1, "<forbidden"));
+  const char *m1 = strstr(f->server.in, "id='m1'");
+  assert_non_null(m1);
+  assert_non_null(strstr(m1, "<forbidden"));
+  assert_non_null(strstr(f->server.in, "from='bob@echo.localhost' "
+                                       "to='eve@evil.example' type='unsubscribed'"));
+  assert_non_null(strstr(f->server.in, "id='d1' type='result'"));
+  /* the allowed user gets the form */
+  const char *r2 = strstr(f->server.in, "id='r2'");
+  assert_non_null(strstr(r2, "type='result'"));
+  assert_non_null(strstr(r2, "jabber:x:data"));
+  sqlite3 *db = bf__store_db(f->daemon.store);
+  sqlite3_stmt *st;
+  assert_int_equal(sqlite3_prepare_v2(db, "SELECT (SELECT count(*) FROM users) + "
+                                          "(SELECT count(*) FROM contacts)",
+                                      -1, &st, NULL),
+                   SQLITE_OK);
+  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+  assert_int_equal(sqlite3_column_int(st, 0), 0);
+  sqlite3_finalize(st);
   fixture_stop(f);
 }
 
@@ -634,6 +685,7 @@ int main(void) {
       cmocka_unit_test(test_digest_vectors),
       cmocka_unit_test_setup_teardown(test_outbox_confirmed_by_ping, setup, teardown),
       cmocka_unit_test_setup_teardown(test_outbox_survives_restart, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_access_control, setup, teardown),
       cmocka_unit_test_setup_teardown(test_routing_defaults, setup, teardown),
       cmocka_unit_test_setup_teardown(test_jid_cache, setup, teardown),
       cmocka_unit_test_setup_teardown(test_whitespace_keepalive, setup, teardown),

@@ -210,7 +210,14 @@ static void test_defaults(void **state) {
   assert_int_equal(c->ping_timeout_s, 60);
   assert_int_equal(c->reconnect_min_s, 1);
   assert_int_equal(c->reconnect_max_s, 60);
+  assert_int_equal(c->probe_timeout_s, 30);
   assert_int_equal(c->n_gateways, 3);
+  /* a gateway serves its XMPP server's users; 10000 message ids */
+  assert_int_equal(c->gateways[0].n_allowed, 1);
+  assert_string_equal(c->gateways[0].allowed[0], "example.org");
+  assert_null(c->gateways[0].allowed[1]);
+  assert_false(c->gateways[0].allow_all);
+  assert_int_equal(c->gateways[0].message_ids, 10000);
   assert_string_equal(c->gateways[0].server, "127.0.0.1");
   assert_int_equal(c->gateways[0].port, 5347);
   /* the gateway's domain minus its first label; one label stays as is */
@@ -218,6 +225,18 @@ static void test_defaults(void **state) {
   assert_string_equal(c->gateways[1].xmpp_domain, "localhost");
   assert_string_equal(c->gateways[2].xmpp_domain, "b.c.example");
   free(db);
+
+  /* allowed: domains, bare JIDs (normalised), "*" */
+  assert_int_equal(load(f, MINIMAL "allowed = Example.NET, bob@Other.org *\n"
+                                   "message_ids = 64K\n"
+                                   "[babelfish]\nprobe_timeout = 2m\n"),
+                   0);
+  assert_int_equal(f->conf.gateways[0].n_allowed, 2);
+  assert_string_equal(f->conf.gateways[0].allowed[0], "example.net");
+  assert_string_equal(f->conf.gateways[0].allowed[1], "bob@other.org");
+  assert_true(f->conf.gateways[0].allow_all);
+  assert_int_equal(f->conf.gateways[0].message_ids, 65536);
+  assert_int_equal(f->conf.probe_timeout_s, 120);
 
   /* [babelfish] xmpp_domain wins over the derived one, even when the
    * section comes after the gateways */
@@ -363,6 +382,14 @@ static const error_case error_cases[] = {
     {"[babelfish]\nadmins = a@example.org/phone\n" GW, 2,
      "admin 'a@example.org/phone' is not a bare JID"},
     {"[babelfish]\nadmins = a@@example.org\n" GW, 2, "admin 'a@@example.org'"},
+    {GW "allowed = example.org/res\n", 5,
+     "allowed 'example.org/res' is neither a domain nor a bare JID"},
+    {GW "allowed = a@@b\n", 5, "allowed 'a@@b'"},
+    {GW "allowed =\n", 5, "'allowed' in [echo] is empty"},
+    {GW "message_ids = 3\n", 5, "message_ids '3' is not a count"},
+    {GW "message_ids = lots\n", 5, "message_ids 'lots' is not a count"},
+    {"[babelfish]\nprobe_timeout = 0\n" GW, 2,
+     "probe_timeout '0' is not a duration"},
     {"[babelfish]\nhttp = 8080\n" GW, 2, "http '8080' is not a listening address"},
     {"[babelfish]\nhttp = ::1:8080\n" GW, 2, "use HOST:PORT or [IPv6]:PORT"},
     {"[babelfish]\nhttp = [::1]:0\n" GW, 2, "http '[::1]:0'"},
@@ -522,6 +549,7 @@ static void test_example_file(void **state) {
   assert_int_equal(example.ping_timeout_s, d->ping_timeout_s);
   assert_int_equal(example.reconnect_min_s, d->reconnect_min_s);
   assert_int_equal(example.reconnect_max_s, d->reconnect_max_s);
+  assert_int_equal(example.probe_timeout_s, d->probe_timeout_s);
   const char *base = strrchr(example.database, '/');
   assert_non_null(base);
   assert_string_equal(base, "/babelfish.db");

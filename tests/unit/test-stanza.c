@@ -166,6 +166,40 @@ static void test_error_types(void **state) {
   bf_xml_free(iq);
 }
 
+/* XEP-0359 §3.1: origin-id first, the id attribute otherwise. */
+static void test_message_id(void **state) {
+  (void)state;
+  assert_null(bf_stanza_message_id(NULL));
+  bf_xml *msg = stanza("message", "chat", NULL);
+  assert_null(bf_stanza_message_id(msg));
+  /* An empty id identifies nothing. */
+  bf_xml_set_attr(msg, "id", "");
+  assert_null(bf_stanza_message_id(msg));
+  bf_xml_set_attr(msg, "id", "attr-1");
+  assert_string_equal(bf_stanza_message_id(msg), "attr-1");
+  /* origin-id in another namespace, or nested (here in a forwarded
+   * message, XEP-0297) is not this message's. */
+  bf_xml *other = bf_xml_add_child(msg, "origin-id", "urn:example:other");
+  bf_xml_set_attr(other, "id", "wrong-ns");
+  bf_xml *fwd = bf_xml_add_child(msg, "forwarded", "urn:xmpp:forward:0");
+  bf_xml *inner = bf_xml_add_child(fwd, "message", BF_NS_COMPONENT);
+  bf_xml_set_attr(bf_xml_add_child(inner, "origin-id", "urn:xmpp:sid:0"),
+                  "id", "nested");
+  assert_string_equal(bf_stanza_message_id(msg), "attr-1");
+  /* An origin-id without an id (or an empty one) falls back. */
+  bf_xml *origin = bf_xml_add_child(msg, "origin-id", "urn:xmpp:sid:0");
+  assert_non_null(origin);
+  assert_string_equal(bf_stanza_message_id(msg), "attr-1");
+  bf_xml_set_attr(origin, "id", "");
+  assert_string_equal(bf_stanza_message_id(msg), "attr-1");
+  bf_xml_set_attr(origin, "id", "origin-1");
+  assert_string_equal(bf_stanza_message_id(msg), "origin-1");
+  /* The origin-id counts without any id attribute too. */
+  bf_xml_set_attr(msg, "id", NULL);
+  assert_string_equal(bf_stanza_message_id(msg), "origin-1");
+  bf_xml_free(msg);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_request_and_reply),
@@ -173,6 +207,7 @@ int main(void) {
       cmocka_unit_test(test_error_shape),
       cmocka_unit_test(test_no_error_for_replies),
       cmocka_unit_test(test_error_types),
+      cmocka_unit_test(test_message_id),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

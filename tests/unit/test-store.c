@@ -104,7 +104,7 @@ static void test_open_creates_private_wal_db(void **state) {
   assert_int_equal(query_int(store, "PRAGMA synchronous"), 1); /* NORMAL */
   assert_int_equal(query_int(store, "PRAGMA busy_timeout"), 5000);
   assert_int_equal(query_int(store, "PRAGMA cache_size"), -512);
-  assert_int_equal(bf__store_schema_version(store, "core"), 1);
+  assert_int_equal(bf__store_schema_version(store, "core"), 2);
 
   assert_int_equal(bf__store_kv_set(store, "ns", "k", "v", 1), 0);
   assert_int_equal(side_mode(f, "-wal"), 0600);
@@ -151,7 +151,7 @@ static void test_reopen_keeps_data(void **state) {
   assert_int_equal(len, 5);
   assert_string_equal(value, "alice");
   free(value);
-  assert_int_equal(bf__store_schema_version(store, "core"), 1);
+  assert_int_equal(bf__store_schema_version(store, "core"), 2);
   bf__store_close(store);
 }
 
@@ -226,7 +226,7 @@ static void test_migrations_apply_in_order_once(void **state) {
   assert_int_equal(query_int(store, "SELECT count(*) FROM t"), 1);
   /* Owners are independent; "core" is untouched. */
   assert_int_equal(bf__store_schema_version(store, "mod:other"), 0);
-  assert_int_equal(bf__store_schema_version(store, "core"), 1);
+  assert_int_equal(bf__store_schema_version(store, "core"), 2);
   bf__store_close(store);
 
   /* After a restart, only the new migration runs. */
