@@ -449,6 +449,25 @@ static int host_users_each(const bf_host *host,
   return bf__users_each(gw_of(host), cb, data);
 }
 
+typedef struct {
+  int (*cb)(void *data, const char *contact);
+  void *data;
+} contacts_walk;
+
+static int subscribed_contact(void *data, const char *contact, unsigned bits) {
+  contacts_walk *w = data;
+  return bits & BF_SUB_TO ? w->cb(w->data, contact) : 0;
+}
+
+static int host_contacts_each(const bf_host *host, const char *user,
+                              int (*cb)(void *data, const char *contact),
+                              void *data) {
+  if (!user || !cb)
+    return BF_EINVAL;
+  contacts_walk w = {cb, data};
+  return bf__users_contacts_each(gw_of(host), user, subscribed_contact, &w);
+}
+
 static bool host_is_admin(const bf_host *host, const bf_jid *jid) {
   return jid && bf__users_is_admin(gw_of(host), jid);
 }
@@ -573,6 +592,7 @@ int bf__gateway_new(bf_gateway **out, bf_daemon *daemon,
   h->users_each = host_users_each;
   h->user_resources = bf__presence_resources;
   h->contact_presence = bf__presence_contact;
+  h->contacts_each = host_contacts_each;
   h->contact_subscribe = bf__presence_contact_subscribe;
   h->msgid_put = bf__msgid_put;
   h->msgid_foreign = bf__msgid_foreign;

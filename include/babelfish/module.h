@@ -176,6 +176,12 @@ struct bf_host {
   int (*contact_presence)(const bf_host *host, const char *user,
                           const char *contact, const char *show,
                           const char *status);
+  /* Calls cb for each contact the user subscribed to (sees the presence
+   * of), in JID order, e.g. to publish their presence when the user's
+   * session starts. contact: borrowed for the call. cb returns non-zero
+   * to stop (that value is returned). */
+  int (*contacts_each)(const bf_host *host, const char *user,
+                       int (*cb)(void *data, const char *contact), void *data);
   /* The contact asks to be in the user's roster (XEP-0100 §5.3): sends
    * <presence type='subscribe'/> from the contact, once per contact. */
   int (*contact_subscribe)(const bf_host *host, const char *user,

@@ -518,6 +518,36 @@ class SessionsTest(E2ETestCase):
         pc.disconnect()
         bf.wait_log(r"session stopped for alice@localhost", since=mark)
 
+    def test_contacts_come_back_after_restart(self):
+        bf = self.start()
+        alice = self.client("alice")
+        alice.iq(GW, "<query xmlns='%s'>%s</query>" % (
+            NS_REGISTER, form_xml({"nick": "Al"})), type_="set")
+        alice.send_raw("<presence type='subscribe' to='buddy@%s'/>" % GW)
+        alice.wait_stanza(lambda el: el.tag == q("presence")
+                          and el.get("from") == "buddy@" + GW
+                          and el.get("type") == "subscribed",
+                          what="subscribed from buddy")
+        bf.wait_log(r"session started for alice@localhost", timeout=10)
+        rc, _ = bf.stop()
+        self.assertEqual(rc, 0)
+        # Stopping said goodbye for the gateway and the contact.
+        alice.wait_stanza(lambda el: el.tag == q("presence")
+                          and el.get("from") == "buddy@" + GW
+                          and el.get("type") == "unavailable",
+                          what="buddy unavailable at shutdown")
+        alice.wait_stanza(lambda el: el.tag == q("presence")
+                          and el.get("from") == GW
+                          and el.get("type") == "unavailable",
+                          what="the gateway unavailable at shutdown")
+        alice.inbox.clear()
+        self.start()
+        pres = alice.wait_stanza(lambda el: el.tag == q("presence")
+                                 and el.get("from") == "buddy@" + GW
+                                 and el.get("type") is None,
+                                 what="buddy back online after the restart")
+        self.assertEqual(child_text(pres, "status"), "echoing")
+
 
 if __name__ == "__main__":
     main()

@@ -257,8 +257,32 @@ static void log_jid(echo *e, const char *what, const bf_jid *jid, bool full) {
   free(s);
 }
 
+typedef struct {
+  echo *e;
+  const char *user;
+} publish_walk;
+
+static int publish_contact(void *data, const char *contact) {
+  publish_walk *w = data;
+  int rc = w->e->host->contact_presence(w->e->host, w->user, contact, NULL,
+                                        "echoing");
+  if (rc)
+    w->e->host->log(w->e->host, BF_LOG_WARN,
+                    "could not publish an echo contact's presence: %s",
+                    bf_strerror(rc));
+  return 0;
+}
+
+/* A session starts (also after babelfish restarted): the user's contacts
+ * come online, as a real transport's would once it is logged in. */
 static void echo_on_session_start(void *state, const bf_jid *user) {
-  log_jid(state, "session started for", user, false);
+  echo *e = state;
+  log_jid(e, "session started for", user, false);
+  char *bare = bf_jid_bare(user);
+  publish_walk w = {e, bare};
+  if (bare)
+    (void)e->host->contacts_each(e->host, bare, publish_contact, &w);
+  free(bare);
 }
 
 static void echo_on_session_stop(void *state, const bf_jid *user) {
