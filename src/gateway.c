@@ -136,6 +136,35 @@ int bf__gateway_send(bf_gateway *gw, const bf_xml *stanza) {
 
 /* ---- pings and the durable outbox ---------------------------------------- */
 
+void bf__gateway_send_free(bf_gateway *gw, bf_xml *stanza) {
+  if (stanza)
+    (void)bf__gateway_send(gw, stanza);
+  bf_xml_free(stanza);
+}
+
+void bf__gateway_reply_error(bf_gateway *gw, const bf_xml *stanza,
+                             const char *condition, const char *text,
+                             const char *app, const char *app_ns) {
+  bf_xml *err = bf_stanza_error(stanza, NULL, condition, text && *text ? text : NULL);
+  if (!err)
+    return;
+  if (app)
+    (void)bf_xml_add_child(bf_xml_child(err, "error", NULL), app, app_ns);
+  /* Answer from the address the stanza was sent to, unless it was not a
+   * valid JID at this gateway: then from the gateway itself. */
+  const char *to = bf_xml_attr(stanza, "to");
+  char buf[BF_JID_STACK_BUFFER];
+  bf_jid jid = {0};
+  bool ours = to && bf__gateway_jid_parse(gw, to, &jid, buf, sizeof buf) == 0 &&
+              !strcmp(jid.domain, gw->conf->domain);
+  bf_jid_close(&jid);
+  if (!ours)
+    bf_xml_set_attr(err, "from", gw->conf->domain);
+  if (bf__gateway_send(gw, err) == 0)
+    gw->errors_sent++;
+  bf_xml_free(err);
+}
+
 static void on_ping_timer(uv_timer_t *timer);
 
 static void send_ping(bf_gateway *gw) {

@@ -89,6 +89,13 @@ struct bf_gateway {
   uint64_t oversize;
 };
 
+/* The module's version-2 fields (gateway users), or NULL for a module
+ * built against ABI version 1, which does not have them. */
+static inline const bf_module *bf__gateway_module_v2(const bf_gateway *gw) {
+  const bf_module *m = gw->module.module;
+  return m->abi_version >= 2 ? m : NULL;
+}
+
 /* Creates a gateway for a config section and loads its module; does not
  * connect. err: "FILE:LINE: message" on failure. */
 int bf__gateway_new(bf_gateway **gw, bf_daemon *daemon,
@@ -107,6 +114,16 @@ void bf__gateway_free(bf_gateway *gw);
  * the gateway's domain or a JID at it, 'to' a valid JID (protocol notes
  * §1.4: anything else is a stream error that drops every user). */
 int bf__gateway_send(bf_gateway *gw, const bf_xml *stanza);
+
+/* bf__gateway_send, then frees stanza (NULL allowed: nothing sent). */
+void bf__gateway_send_free(bf_gateway *gw, bf_xml *stanza);
+/* Answers stanza with an error (RFC 6120 §8.3), never an error or a result
+ * (§8.3.1): condition, optional text, and an optional application-specific
+ * condition <app xmlns='app_ns'/>. From the address stanza was sent to, or
+ * the gateway domain if that was not a JID at it. Counted in errors_sent. */
+void bf__gateway_reply_error(bf_gateway *gw, const bf_xml *stanza,
+                             const char *condition, const char *text,
+                             const char *app, const char *app_ns);
 
 /* bf_jid_parse_buf through the gateway's cache of recent JIDs. */
 int bf__gateway_jid_parse(bf_gateway *gw, const char *str, bf_jid *jid,

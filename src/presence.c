@@ -10,9 +10,9 @@
 #include "log.h"
 #include "util.h"
 
+/* Module events only while the module runs. */
 static const bf_module *module_v2(const bf_gateway *gw) {
-  const bf_module *m = gw->module.module;
-  return m->abi_version >= 2 && gw->module_started ? m : NULL;
+  return gw->module_started ? bf__gateway_module_v2(gw) : NULL;
 }
 
 static inline bf_gateway *gw_of(const bf_host *host) {

@@ -9,27 +9,6 @@
 #include "gateway.h"
 #include "log.h"
 
-/* Sends an error reply; never for an error or a result (RFC 6120 §8.3.1).
- * The reply's 'from' is the address the stanza was sent to, or the gateway
- * domain when that address was not valid. */
-static void reply_error(bf_gateway *gw, const bf_xml *stanza, bool to_valid,
-                        const char *condition, const char *text) {
-  bf_xml *err = bf_stanza_error(stanza, NULL, condition, text);
-  if (!err)
-    return;
-  if (!to_valid)
-    bf_xml_set_attr(err, "from", gw->conf->domain);
-  if (bf__gateway_send(gw, err) == 0)
-    gw->errors_sent++;
-  bf_xml_free(err);
-}
-
-static void send_reply(bf_gateway *gw, bf_xml *reply) {
-  if (reply)
-    (void)bf__gateway_send(gw, reply);
-  bf_xml_free(reply);
-}
-
 /* XEP-0030 §3.1: identity and features of the gateway domain. */
 static void disco_info(bf_gateway *gw, const bf_xml *iq) {
   static const char *const core_features[] = {
@@ -55,7 +34,7 @@ static void disco_info(bf_gateway *gw, const bf_xml *iq) {
   for (size_t i = 0; m->features && m->features[i]; i++)
     bf_xml_set_attr(bf_xml_add_child(query, "feature", NULL), "var",
                     m->features[i]);
-  send_reply(gw, reply);
+  bf__gateway_send_free(gw, reply);
 }
 
 /* XEP-0092: software version. The OS is left out on purpose (§5 of the
@@ -67,7 +46,7 @@ static void version(bf_gateway *gw, const bf_xml *iq) {
     bf_xml_add_text_child(query, "name", NULL, "babelfish");
     bf_xml_add_text_child(query, "version", NULL, BF_VERSION);
   }
-  send_reply(gw, reply);
+  bf__gateway_send_free(gw, reply);
 }
 
 /* The core's services on the bare gateway domain. Returns true if it
@@ -89,7 +68,7 @@ static bool builtin(bf_gateway *gw, const bf_xml *iq, const bf_xml *payload) {
     bf_xml *reply = bf_stanza_result(iq);
     if (reply)
       bf_xml_add_child(reply, "query", BF_NS_DISCO_ITEMS);
-    send_reply(gw, reply);
+    bf__gateway_send_free(gw, reply);
     return true;
   }
   if (!strcmp(ns, BF_NS_VERSION) && !strcmp(name, "query")) {
@@ -97,7 +76,7 @@ static bool builtin(bf_gateway *gw, const bf_xml *iq, const bf_xml *payload) {
     return true;
   }
   if (!strcmp(ns, BF_NS_PING) && !strcmp(name, "ping")) {
-    send_reply(gw, bf_stanza_result(iq)); /* XEP-0199 §4 */
+    bf__gateway_send_free(gw, bf_stanza_result(iq)); /* XEP-0199 §4 */
     return true;
   }
   return false;
@@ -121,11 +100,11 @@ static void deny(bf_gateway *gw, const bf_xml *stanza) {
     return;
   }
   if (bf_stanza_is_request(stanza) || !bf_stanza_is_reply(stanza)) {
-    char text[256];
-    snprintf(text, sizeof text,
-             "this gateway is not open to your account; its administrator "
-             "can add your domain or address to 'allowed'");
-    reply_error(gw, stanza, true, "forbidden", text);
+    bf__gateway_reply_error(gw, stanza, "forbidden",
+                            "this gateway is not open to your account; its "
+                            "administrator can add your domain or address to "
+                            "'allowed'",
+                            NULL, NULL);
   }
 }
 
@@ -151,9 +130,9 @@ static bool users(bf_gateway *gw, const bf_xml *stanza, const bf_jid *from,
     if (bf__bare(from, bare, sizeof bare) < 0 || !bf__users_registered(gw, bare)) {
       if (strcmp(name, "presence") != 0 &&
           (bf_stanza_is_request(stanza) || !bf_stanza_is_reply(stanza)))
-        reply_error(gw, stanza, true, "registration-required",
+        bf__gateway_reply_error(gw, stanza, "registration-required",
                     "register with this gateway first (XEP-0077, or the "
-                    "gateway's commands)");
+                    "gateway's commands)", NULL, NULL);
       return true;
     }
   }
@@ -186,25 +165,27 @@ void bf__router_dispatch(bf_gateway *gw, bf_xml *stanza) {
   have_to = to_attr &&
             bf__gateway_jid_parse(gw, to_attr, &to, to_buf, sizeof to_buf) == 0;
   if (!have_to || strcmp(to.domain, gw->conf->domain) != 0) {
-    reply_error(gw, stanza, false, have_to ? "item-not-found" : "jid-malformed",
-                NULL);
+    bf__gateway_reply_error(gw, stanza, have_to ? "item-not-found" : "jid-malformed",
+                NULL, NULL, NULL);
     goto out;
   }
 
   const char *type = bf_xml_attr(stanza, "type");
   bool request = bf_stanza_is_request(stanza);
-  if (is_iq && !request && (!type || (strcmp(type, "result") != 0 &&
-                                      strcmp(type, "error") != 0))) {
+  if (is_iq && !request &&
+      (!type || (strcmp(type, "result") != 0 && strcmp(type, "error") != 0))) {
     /* RFC 6120 §8.2.3: type is required and one of four values. */
-    reply_error(gw, stanza, true, "bad-request", "iq type missing or unknown");
+    bf__gateway_reply_error(gw, stanza, "bad-request",
+                            "iq type missing or unknown", NULL, NULL);
     goto out;
   }
   if (request) {
     /* RFC 6120 §8.2.3: a get or set has exactly one payload child. */
     bf_xml *payload = bf_xml_first_child(stanza);
     if (!payload || bf_xml_next(payload)) {
-      reply_error(gw, stanza, true, "bad-request",
-                  "an iq get or set must have exactly one child element");
+      bf__gateway_reply_error(
+          gw, stanza, "bad-request",
+          "an iq get or set must have exactly one child element", NULL, NULL);
       goto out;
     }
     if (!to.local && !to.resource && builtin(gw, stanza, payload))
@@ -226,9 +207,9 @@ void bf__router_dispatch(bf_gateway *gw, bf_xml *stanza) {
 
   /* RFC 6120 §8.4 / RFC 6121 §8.5: nobody handled it. */
   if (request) {
-    reply_error(gw, stanza, true, "service-unavailable", NULL);
+    bf__gateway_reply_error(gw, stanza, "service-unavailable", NULL, NULL, NULL);
   } else if (!strcmp(name, "message") && !bf_stanza_is_reply(stanza)) {
-    reply_error(gw, stanza, true, "service-unavailable", NULL);
+    bf__gateway_reply_error(gw, stanza, "service-unavailable", NULL, NULL, NULL);
   }
   /* Presence, results and errors nobody wants are dropped silently. */
 out:
@@ -253,13 +234,6 @@ void bf__router_oversize(bf_gateway *gw, const bf_xml *top, size_t size) {
     snprintf(text, sizeof text,
              "stanza of %zu bytes is larger than this gateway accepts (%zu)",
              size, gw->daemon->conf->max_stanza_size);
-    const char *to_attr = bf_xml_attr(top, "to");
-    bf_jid to;
-    bool to_valid = to_attr && bf_jid_parse(&to, to_attr) == 0;
-    if (to_valid) {
-      to_valid = !strcmp(to.domain, gw->conf->domain);
-      bf_jid_close(&to);
-    }
-    reply_error(gw, top, to_valid, "policy-violation", text);
+    bf__gateway_reply_error(gw, top, "policy-violation", text, NULL, NULL);
   }
 }

@@ -18,12 +18,6 @@
 /* XEP-0100 §6: what a user may type at the prompt. */
 #define GATEWAY_ADDRESS_MAX 1023
 
-/* The v2 fields of the module, or NULL for a version 1 module. */
-static const bf_module *module_v2(const bf_gateway *gw) {
-  const bf_module *m = gw->module.module;
-  return m->abi_version >= 2 ? m : NULL;
-}
-
 /* ---- the table of users ----------------------------------------------- */
 
 static size_t hash(const char *s) {
@@ -430,7 +424,7 @@ int bf__users_set_value(bf_gateway *gw, const char *bare, const char *var,
 
 int bf__users_register(bf_gateway *gw, const bf_jid *user, bf_form *form,
                        bool *is_new, char *err, size_t err_size) {
-  const bf_module *m = module_v2(gw);
+  const bf_module *m = bf__gateway_module_v2(gw);
   const bf_field *fields = m ? m->register_fields : NULL;
   size_t n_fields = m && fields ? m->n_register_fields : 0;
   bf_form *stored = NULL;
@@ -517,7 +511,7 @@ int bf__users_unregister(bf_gateway *gw, const char *bare) {
   bf_user *user = bf__users_find(gw, bare);
   if (!user || !user->registered)
     return BF_ENOENT;
-  const bf_module *m = module_v2(gw);
+  const bf_module *m = bf__gateway_module_v2(gw);
   bf__presence_end_session(gw, user);
   if (m && m->on_unregister) {
     bf_jid jid;
@@ -622,20 +616,9 @@ int bf__users_contacts_each(bf_gateway *gw, const char *bare,
 
 /* ---- jabber:iq:register (XEP-0077) and jabber:iq:gateway (XEP-0100) ------ */
 
-static void send_and_free(bf_gateway *gw, bf_xml *stanza) {
-  if (stanza)
-    (void)bf__gateway_send(gw, stanza);
-  bf_xml_free(stanza);
-}
-
-static void reply_error(bf_gateway *gw, const bf_xml *iq, const char *condition,
-                        const char *text) {
-  send_and_free(gw, bf_stanza_error(iq, NULL, condition, text && *text ? text : NULL));
-}
-
 /* XEP-0077 §3.1: the form, with the current values when registered. */
 static void register_get(bf_gateway *gw, const bf_xml *iq, const char *bare) {
-  const bf_module *m = module_v2(gw);
+  const bf_module *m = bf__gateway_module_v2(gw);
   bf_form *current = NULL;
   bool registered = bf__users_values(gw, bare, &current) == 0;
   bf_xml *reply = bf_stanza_result(iq);
@@ -653,7 +636,7 @@ static void register_get(bf_gateway *gw, const bf_xml *iq, const char *bare) {
     bf_xml_free(reply);
     reply = bf_stanza_error(iq, NULL, "internal-server-error", NULL);
   }
-  send_and_free(gw, reply);
+  bf__gateway_send_free(gw, reply);
   bf_form_free(current);
 }
 
@@ -664,7 +647,7 @@ static int submitted_form(const bf_gateway *gw, const bf_xml *query,
   const bf_xml *x = bf_xml_child(query, "x", BF_NS_DATA);
   if (x)
     return bf_form_parse(x, form);
-  const bf_module *m = module_v2(gw);
+  const bf_module *m = bf__gateway_module_v2(gw);
   *form = bf_form_new("submit");
   if (!*form)
     return BF_ENOMEM;
@@ -690,15 +673,17 @@ static void register_set(bf_gateway *gw, const bf_xml *iq, const bf_xml *query,
   if (remove) {
     /* XEP-0077 §3.2: <remove/> alone; the entity is known by 'from'. */
     if (bf_xml_first_child(query) != remove || bf_xml_next(remove)) {
-      reply_error(gw, iq, "bad-request", "<remove/> must be alone");
+      bf__gateway_reply_error(gw, iq, "bad-request", "<remove/> must be alone",
+                              NULL, NULL);
       return;
     }
     if (!bf__users_registered(gw, bare)) {
-      reply_error(gw, iq, "item-not-found", "you are not registered");
+      bf__gateway_reply_error(gw, iq, "item-not-found",
+                              "you are not registered", NULL, NULL);
       return;
     }
     /* XEP-0100 §4.3: the result first, then the presences. */
-    send_and_free(gw, bf_stanza_result(iq));
+    bf__gateway_send_free(gw, bf_stanza_result(iq));
     if (bf__users_unregister(gw, bare) != 0)
       bf__error(gw->conf->section, "could not delete %s's registration", bare);
     return;
@@ -706,12 +691,14 @@ static void register_set(bf_gateway *gw, const bf_xml *iq, const bf_xml *query,
   bf_form *form = NULL;
   int rc = submitted_form(gw, query, &form);
   if (rc) {
-    reply_error(gw, iq, rc == BF_ENOMEM ? "internal-server-error" : "bad-request",
-                rc == BF_ENOMEM ? NULL : "the registration form is malformed");
+    bf__gateway_reply_error(
+        gw, iq, rc == BF_ENOMEM ? "internal-server-error" : "bad-request",
+        rc == BF_ENOMEM ? NULL : "the registration form is malformed", NULL,
+        NULL);
     goto out;
   }
   if (!strcmp(bf_form_type(form), "cancel")) {
-    send_and_free(gw, bf_stanza_result(iq));
+    bf__gateway_send_free(gw, bf_stanza_result(iq));
     goto out;
   }
   char err[512];
@@ -719,19 +706,20 @@ static void register_set(bf_gateway *gw, const bf_xml *iq, const bf_xml *query,
   rc = bf__users_register(gw, from, form, &is_new, err, sizeof err);
   switch (rc) {
   case 0:
-    send_and_free(gw, bf_stanza_result(iq));
+    bf__gateway_send_free(gw, bf_stanza_result(iq));
     break;
   case BF_EINVAL:
-    reply_error(gw, iq, "not-acceptable", err); /* XEP-0077 §3.1 */
+    bf__gateway_reply_error(gw, iq, "not-acceptable", err, NULL,
+                            NULL); /* XEP-0077 §3.1 */
     break;
   case BF_EEXIST:
-    reply_error(gw, iq, "conflict", err);
+    bf__gateway_reply_error(gw, iq, "conflict", err, NULL, NULL);
     break;
   case BF_EPERM:
-    reply_error(gw, iq, "forbidden", err);
+    bf__gateway_reply_error(gw, iq, "forbidden", err, NULL, NULL);
     break;
   default:
-    reply_error(gw, iq, "internal-server-error", err);
+    bf__gateway_reply_error(gw, iq, "internal-server-error", err, NULL, NULL);
     break;
   }
 out:
@@ -740,29 +728,30 @@ out:
 
 /* XEP-0100 §6: a foreign address the user typed -> a JID at the gateway. */
 static void gateway_iq(bf_gateway *gw, const bf_xml *iq, const bf_xml *query) {
-  const bf_module *m = module_v2(gw);
+  const bf_module *m = bf__gateway_module_v2(gw);
   bf_xml *reply = NULL;
   if (!strcmp(bf_xml_attr(iq, "type"), "get")) {
     reply = bf_stanza_result(iq);
     bf_xml *q = reply ? bf_xml_add_child(reply, "query", NS_GATEWAY) : NULL;
     if (!q ||
         !bf_xml_add_text_child(q, "desc", NULL,
-                              m && m->gateway_desc
-                                  ? m->gateway_desc
-                                  : "Enter the address of a contact on the "
-                                    "other network") ||
+                               m && m->gateway_desc
+                                   ? m->gateway_desc
+                                   : "Enter the address of a contact on the "
+                                     "other network") ||
         !bf_xml_add_text_child(q, "prompt", NULL,
-                              m && m->gateway_prompt ? m->gateway_prompt
-                                                     : "Address")) {
+                               m && m->gateway_prompt ? m->gateway_prompt
+                                                      : "Address")) {
       bf_xml_free(reply);
       reply = bf_stanza_error(iq, NULL, "internal-server-error", NULL);
     }
-    send_and_free(gw, reply);
+    bf__gateway_send_free(gw, reply);
     return;
   }
   const char *address = bf_xml_child_text(query, "prompt", NS_GATEWAY);
   if (!address || !*address || strlen(address) > GATEWAY_ADDRESS_MAX) {
-    reply_error(gw, iq, "bad-request", "send the address in <prompt/>");
+    bf__gateway_reply_error(gw, iq, "bad-request",
+                            "send the address in <prompt/>", NULL, NULL);
     return;
   }
   char local[GATEWAY_ADDRESS_MAX * 4 + 1];
@@ -792,7 +781,7 @@ static void gateway_iq(bf_gateway *gw, const bf_xml *iq, const bf_xml *query) {
   }
   if (rc) {
     /* XEP-0100 §6.3 leaves the condition open; the text says why. */
-    reply_error(gw, iq, "not-acceptable", local);
+    bf__gateway_reply_error(gw, iq, "not-acceptable", local, NULL, NULL);
     return;
   }
   reply = bf_stanza_result(iq);
@@ -801,7 +790,7 @@ static void gateway_iq(bf_gateway *gw, const bf_xml *iq, const bf_xml *query) {
     bf_xml_free(reply);
     reply = bf_stanza_error(iq, NULL, "internal-server-error", NULL);
   }
-  send_and_free(gw, reply);
+  bf__gateway_send_free(gw, reply);
 }
 
 bool bf__users_iq(bf_gateway *gw, const bf_xml *iq, const bf_jid *from,
@@ -821,7 +810,8 @@ bool bf__users_iq(bf_gateway *gw, const bf_xml *iq, const bf_jid *from,
   char bare[BF_JID_STACK_BUFFER];
   if (!from->local || bf__bare(from, bare, sizeof bare) < 0) {
     /* A server or an over-long JID cannot register. */
-    reply_error(gw, iq, "not-allowed", "only user accounts can register");
+    bf__gateway_reply_error(gw, iq, "not-allowed",
+                            "only user accounts can register", NULL, NULL);
     return true;
   }
   if (!strcmp(bf_xml_attr(iq, "type"), "get"))

@@ -205,6 +205,10 @@ bool bf__adhoc_dispatch(bf_gateway *gw, const bf_xml *stanza,
 /* Frees the command sessions. */
 void bf__adhoc_close(bf_gateway *gw);
 
+/* adhoc-commands.c: the core's commands, listed before the module's. */
+extern const bf_command bf__adhoc_core_commands[];
+extern const size_t bf__adhoc_n_core_commands;
+
 /* ---- msgid.c ---------------------------------------------------------- */
 
 int bf__msgid_init(bf_gateway *gw);
