@@ -296,13 +296,13 @@ class XmppServer(Process):
 class Prosody(XmppServer):
     """A private Prosody 0.12 on free loopback ports.
 
-    components: {domain: secret}. Users alice, bob, carol, dave and erin
+    components: {domain: secret}. Users alice, bob, carol, dave, erin and frank
     (password NAMEpw) on the VirtualHost "localhost". Prosody's own log
     (debug, to a file) is the referee for component connections:
     count_auth(domain)."""
 
     USERS = {"alice": "alicepw", "bob": "bobpw", "carol": "carolpw",
-             "dave": "davepw", "erin": "erinpw"}
+             "dave": "davepw", "erin": "erinpw", "frank": "frankpw"}
 
     def __init__(self, lab, components, stanza_limit=8 * 1024 * 1024):
         self.lab = lab

@@ -5,6 +5,7 @@ unregistration, `allowed`, the gateway's roster subscription (XEP-0100),
 ad-hoc commands (XEP-0050) for users and admins, chat commands, sessions
 from presence, probes after a restart, contact subscriptions and presence,
 jabber:iq:gateway, and the message-id map (receipts, corrections)."""
+import asyncio
 import os
 import sqlite3
 import stat
@@ -460,6 +461,92 @@ class UsersTest(E2ETestCase):
         fixed = alice.wait_message(from_=to, predicate=lambda el:
                                    child_text(el, "body") is not None)
         self.assertEqual(fixed.find(q("replace", NS_CORRECT)).get("id"), echo_id)
+
+
+class StockClientTest(E2ETestCase):
+    """The same flows through slixmpp's own XEP-0077/0050/0004 plugins, the
+    code a stock client (poezio) runs: what it makes of our forms, notes
+    and sessions is what its users see."""
+
+    def setUp(self):
+        self.lab = Lab("stock")
+        self.prosody = self.lab.prosody({GW: "s3cret"})
+        bf = self.lab.babelfish(babelfish_config(
+            self.lab, self.prosody, {"echo": GATEWAYS["echo"]}))
+        self.prosody.wait_auth(GW, daemon=bf)
+
+    def tearDown(self):
+        self.lab.close()
+
+    def test_register_and_configure_with_slixmpp_plugins(self):
+        client = roster_client(self.lab, self.prosody, "frank")
+        xmpp = client.xmpp
+        for plugin in ("xep_0004", "xep_0030", "xep_0050", "xep_0077"):
+            xmpp.register_plugin(plugin)
+
+        async def flow():
+            # XEP-0077 with the data form the plugin parses.
+            iq = await xmpp["xep_0077"].get_registration(jid=GW, timeout=10)
+            form = iq["register"]["form"]
+            self.assertIn("nick", form.get_fields())
+            self.assertEqual(form.get_fields()["password"]["type"],
+                             "text-private")
+            submit = xmpp["xep_0004"].make_form(ftype="submit")
+            submit.add_field(var="FORM_TYPE", ftype="hidden",
+                             value=NS_REGISTER)
+            submit.add_field(var="nick", value="frankie")
+            submit.add_field(var="password", value="fr-secret")
+            req = xmpp.Iq()
+            req["type"] = "set"
+            req["to"] = GW
+            req["register"].append(submit)
+            await req.send(timeout=10)
+            iq = await xmpp["xep_0077"].get_registration(jid=GW, timeout=10)
+            self.assertTrue(iq["register"]["registered"])
+            self.assertEqual(iq["register"]["form"].get_fields()["nick"]
+                             .get_value(), "frankie")
+
+            # XEP-0050: list, then run the two-step configure command
+            # through the plugin's session workflow.
+            items = await xmpp["xep_0050"].get_commands(GW, timeout=10)
+            nodes = {i[1] for i in items["disco_items"]["items"]}
+            self.assertIn("configure", nodes)
+            done = asyncio.get_running_loop().create_future()
+
+            def on_next(iq, session):
+                cmd = iq["command"]
+                if cmd["status"] == "completed":
+                    done.set_result([n for n in cmd["notes"]])
+                    return
+                shown = cmd["form"]
+                self.assertEqual(shown.get_fields()["nick"].get_value(),
+                                 "frankie")
+                answer = xmpp["xep_0004"].make_form(ftype="submit")
+                answer.add_field(var="nick", value="franky")
+                answer.add_field(var="shout", value=True)
+                session["payload"] = answer
+                session["next"] = on_next
+                xmpp["xep_0050"].complete_command(session)
+
+            def on_error(iq, session):
+                done.set_exception(AssertionError(str(iq)))
+
+            xmpp["xep_0050"].start_command(GW, "configure",
+                                           {"next": on_next,
+                                            "error": on_error})
+            return await asyncio.wait_for(done, 10)
+
+        notes = client.run(flow())
+        self.assertEqual(notes[0][0], "info")
+        # The password typed at registration survived the configure step.
+        con = sqlite3.connect(os.path.join(self.lab.root, "bf.db"))
+        try:
+            rows = con.execute("SELECT var, value FROM user_values WHERE "
+                               "jid='frank@localhost' ORDER BY var").fetchall()
+        finally:
+            con.close()
+        self.assertEqual(rows, [("nick", "franky"), ("password", "fr-secret"),
+                                ("shout", "1")])
 
 
 class SessionsTest(E2ETestCase):
