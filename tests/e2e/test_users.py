@@ -605,6 +605,27 @@ class SessionsTest(E2ETestCase):
         pc.disconnect()
         bf.wait_log(r"session stopped for alice@localhost", since=mark)
 
+    def test_server_restart_ends_sessions_and_probes_bring_them_back(self):
+        bf = self.start()
+        pc = self.client("alice", resource="pc")
+        pc.iq(GW, "<query xmlns='%s'>%s</query>" % (
+            NS_REGISTER, form_xml({"nick": "Al"})), type_="set")
+        bf.wait_log(r"session started for alice@localhost", timeout=10)
+        mark = bf.mark()
+        since = self.prosody.debug_mark()
+        t0 = time.monotonic()
+        self.prosody.restart()
+        self.prosody.wait_auth(GW, since=since, daemon=bf, timeout=20)
+        # Alice's client died with the server: after reconnecting, the
+        # probe's answer (or its absence) ends her session.
+        bf.wait_log(r"session stopped for alice@localhost", since=mark,
+                    timeout=10)
+        report("session ended %.2f s after the server restart",
+               time.monotonic() - t0)
+        self.client("alice", resource="pc2")
+        bf.wait_log(r"session started for alice@localhost", since=mark,
+                    timeout=10)
+
     def test_contacts_come_back_after_restart(self):
         bf = self.start()
         alice = self.client("alice")

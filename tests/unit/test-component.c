@@ -466,6 +466,59 @@ static void test_access_control(void **state) {
   fixture_stop(f);
 }
 
+static bool session_on(void *data) {
+  return ((fixture *)data)->gw->users.online == 1;
+}
+
+static bool session_off(void *data) {
+  return ((fixture *)data)->gw->users.online == 0;
+}
+
+/* After a reconnect the gateway probes its registered users; a resource
+ * the server does not confirm within probe_timeout is dropped (the user
+ * went offline while the stream was down), one it confirms stays. */
+static void test_probes_after_reconnect(void **state) {
+  fixture *f = *state;
+  fixture_start(f, "s3cret");
+  f->conf.probe_timeout_s = 1;
+  assert_true(run_until(&f->loop, is_online, f, 5000));
+  send_str(&f->server,
+           "<iq type='set' id='r1' from='alice@localhost/pc' to='echo.localhost'>"
+           "<query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' "
+           "type='submit'><field var='nick'><value>al</value></field></x>"
+           "</query></iq>"
+           "<presence from='alice@localhost/pc' to='echo.localhost'/>");
+  assert_true(run_until(&f->loop, session_on, f, 3000));
+  struct wait_text subscribe = {
+      f, "to='alice@localhost' type='subscribe'", 1};
+  assert_true(run_until(&f->loop, seen, &subscribe, 3000));
+
+  /* 1: the server confirms the resource: the session survives. */
+  server_drop(&f->server);
+  assert_true(run_until(&f->loop, is_online, f, 5000));
+  struct wait_text probe = {f, "to='alice@localhost' type='probe'", 1};
+  assert_true(run_until(&f->loop, seen, &probe, 3000));
+  send_str(&f->server, "<presence from='alice@localhost/pc' to='echo.localhost'/>");
+  assert_false(run_until(&f->loop, session_off, f, 1500));
+
+  /* 2: nobody answers: the resource is dropped after probe_timeout. */
+  server_drop(&f->server);
+  assert_true(run_until(&f->loop, is_online, f, 5000));
+  assert_true(run_until(&f->loop, seen, &probe, 3000));
+  uint64_t t0 = uv_now(&f->loop);
+  assert_true(run_until(&f->loop, session_off, f, 3000));
+  assert_true(uv_now(&f->loop) - t0 >= 900);
+  assert_int_equal(f->gw->users.registered, 1);
+
+  /* 3: an unavailable answer from the bare JID ends it at once. */
+  send_str(&f->server, "<presence from='alice@localhost/phone' to='echo.localhost'/>");
+  assert_true(run_until(&f->loop, session_on, f, 3000));
+  send_str(&f->server, "<presence type='unavailable' from='alice@localhost' "
+                       "to='echo.localhost'/>");
+  assert_true(run_until(&f->loop, session_off, f, 500));
+  fixture_stop(f);
+}
+
 static void test_routing_defaults(void **state) {
   fixture *f = *state;
   fixture_start(f, "s3cret");
@@ -686,6 +739,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_outbox_confirmed_by_ping, setup, teardown),
       cmocka_unit_test_setup_teardown(test_outbox_survives_restart, setup, teardown),
       cmocka_unit_test_setup_teardown(test_access_control, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_probes_after_reconnect, setup, teardown),
       cmocka_unit_test_setup_teardown(test_routing_defaults, setup, teardown),
       cmocka_unit_test_setup_teardown(test_jid_cache, setup, teardown),
       cmocka_unit_test_setup_teardown(test_whitespace_keepalive, setup, teardown),
