@@ -10,10 +10,13 @@ ejabberd's own log is the referee for component sessions
 import os
 import re
 import time
+import xml.etree.ElementTree as ET
 
 from harness import (NS_DISCO_INFO, NS_PING, NS_VERSION, E2ETestCase, Lab,
                      babelfish_config, check_unknown_namespace, child_text,
                      main, outbox_rows, q, report, stanza_error, wait_for)
+from test_users import (NS_REGISTER, command, form_fields, form_xml,
+                        roster_client)
 
 GATEWAYS = {
     "echo1": {"transport": "echo", "domain": "echo.localhost",
@@ -242,6 +245,40 @@ class EjabberdTest(E2ETestCase):
                                            since=mark), 0)
 
     # -- a domain ejabberd does not serve ----------------------------------
+
+    def test_registration_session_and_commands(self):
+        """The gateway-users flow on ejabberd, which differs from Prosody
+        in how it routes probes and subscriptions."""
+        gw = "echo.localhost"
+        bob = roster_client(self.lab, self.ej, "bob")
+        reply = bob.iq(gw, "<query xmlns='%s'>%s</query>" % (
+            NS_REGISTER, form_xml({"nick": "bobby", "password": "b-pw"},
+                                  form_type=NS_REGISTER)), type_="set")
+        self.assertEqual(reply.get("type"), "result")
+        bob.wait_stanza(lambda el: el.tag == q("presence")
+                        and el.get("from") == gw
+                        and el.get("type") == "subscribe",
+                        what="subscribe from the gateway")
+        self.bf.wait_log(r"session started for bob@localhost", timeout=10)
+        reply = bob.iq(gw, "<query xmlns='%s'/>" % NS_REGISTER)
+        self.assertEqual(form_fields(reply)["nick"][1], ["bobby"])
+        self.assertNotIn("b-pw", ET.tostring(reply, "unicode"))
+        reply, cmd = command(bob, "configure", to=gw)
+        self.assertEqual(cmd.get("status"), "executing")
+        reply, cmd = command(bob, "configure", to=gw, action="complete",
+                             sessionid=cmd.get("sessionid"),
+                             form=form_xml({"nick": "bob2"}))
+        self.assertEqual(cmd.get("status"), "completed")
+        bob.message(gw, body="help", type_="chat")
+        help_ = bob.wait_message(from_=gw, predicate=lambda el:
+                                 "configure" in (child_text(el, "body") or ""))
+        self.assertEqual(help_.get("type"), "chat")
+        mark = self.bf.mark()
+        reply = bob.iq(gw, "<query xmlns='%s'><remove/></query>" % NS_REGISTER,
+                       type_="set")
+        self.assertEqual(reply.get("type"), "result")
+        self.bf.wait_log(r"session stopped for bob@localhost", since=mark)
+        bob.disconnect()
 
     def test_unserved_domain_is_not_authorized_and_retried(self):
         line = self.bf.wait_log(r"^.*bad\.localhost.*not-authorized.*$",
