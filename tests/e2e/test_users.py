@@ -127,12 +127,13 @@ class UsersTest(E2ETestCase):
     def client(self, user, resource=None):
         return roster_client(self.lab, self.prosody, user, resource)
 
-    def roster_item(self, client, jid):
+    def subscription(self, client, jid):
+        """jid's subscription in client's roster, or None."""
         reply = client.iq(client.jid.split("/")[0],
                           "<query xmlns='%s'/>" % NS_ROSTER)
         for item in reply.iter(q("item", NS_ROSTER)):
             if item.get("jid") == jid:
-                return item
+                return item.get("subscription")
         return None
 
     # -- registration --
@@ -213,8 +214,7 @@ class UsersTest(E2ETestCase):
                               and el.get("type") == "subscribe",
                               what="subscribe from the gateway")
         self.assertEqual(sub.get("to"), "bob@localhost")
-        wait_for(lambda: (self.roster_item(bob, GW) is not None and
-                          self.roster_item(bob, GW).get("subscription") == "both"),
+        wait_for(lambda: self.subscription(bob, GW) == "both",
                  10, what="the gateway in bob's roster with subscription both")
         # The gateway shows itself online.
         bob.wait_stanza(lambda el: el.tag == q("presence")
@@ -423,9 +423,18 @@ class UsersTest(E2ETestCase):
                                  and el.get("type") is None,
                                  what="buddy's presence")
         self.assertEqual(child_text(pres, "status"), "echoing")
-        self.assertEqual(self.rows("SELECT subscription & 1 FROM contacts WHERE "
-                                   "gateway=? AND jid=? AND contact=?", GW,
-                                   "alice@localhost", "buddy@" + GW), [(1,)])
+        # The contact asks back (XEP-0100 §5.3); slixmpp approves, so the
+        # subscription is both ways: to (1) and from (2).
+        alice.wait_stanza(lambda el: el.tag == q("presence")
+                          and el.get("from") == "buddy@" + GW
+                          and el.get("type") == "subscribe",
+                          what="subscribe from buddy")
+        wait_for(lambda: self.rows(
+            "SELECT subscription FROM contacts WHERE gateway=? AND jid=? AND "
+            "contact=?", GW, "alice@localhost", "buddy@" + GW) == [(3,)], 10,
+            what="subscription both ways stored")
+        wait_for(lambda: self.subscription(alice, "buddy@" + GW) == "both", 10,
+                 what="buddy in alice's roster with subscription both")
         # A probe is answered with the published presence.
         alice.send_raw("<presence type='probe' to='buddy@%s'/>" % GW)
         pres = alice.wait_stanza(lambda el: el.tag == q("presence")

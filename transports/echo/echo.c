@@ -299,7 +299,8 @@ static void echo_on_resource(void *state, const bf_jid *resource,
  * check that the contact exists on its network; the echo refuses one name
  * to show how, and publishes every other contact as available: the core
  * sends that presence now, remembers it, and answers the user's probes
- * with it. */
+ * with it. Like a foreign contact that adds you back, it then asks to see
+ * the user's presence (XEP-0100 §5.3; the core asks only once). */
 static int echo_on_subscribe(void *state, const bf_jid *user,
                              const bf_jid *contact) {
   echo *e = state;
@@ -310,6 +311,8 @@ static int echo_on_subscribe(void *state, const bf_jid *user,
   char *who = bf_jid_full(contact);
   if (bare && who)
     rc = e->host->contact_presence(e->host, bare, who, NULL, "echoing");
+  if (!rc)
+    rc = e->host->contact_subscribe(e->host, bare, who);
   if (rc)
     e->host->log(e->host, BF_LOG_WARN,
                  "could not publish an echo contact's presence: %s",
