@@ -92,6 +92,11 @@ static void resource_available(bf_gateway *gw, bf_user *user, const char *full) 
       return;
     }
   }
+  if (user->n_resources >= BF_RESOURCES_PER_USER_MAX) {
+    bf__warn(gw->conf->section, "%s has %d resources online, the most tracked; "
+             "ignoring %s", user->jid, BF_RESOURCES_PER_USER_MAX, full);
+    return;
+  }
   char **resources = realloc(user->resources,
                              (user->n_resources + 1) * sizeof *resources);
   if (resources)
@@ -247,11 +252,19 @@ static void subscribe(bf_gateway *gw, const char *bare, const bf_jid *from,
     accept = registered;
   }
   const char *sender = *contact ? contact : NULL;
+  unsigned bits = bf__users_subscription(gw, bare, contact);
+  if (accept && *contact && !bits &&
+      bf__users_contacts_count(gw, bare) >= BF_CONTACTS_PER_USER_MAX) {
+    bf__warn(gw->conf->section,
+             "%s has %d contacts at this gateway, the most allowed; refused "
+             "%s",
+             bare, BF_CONTACTS_PER_USER_MAX, contact);
+    accept = false;
+  }
   if (!accept) {
     (void)bf__presence_send(gw, sender, bare, "unsubscribed", NULL, NULL);
     return;
   }
-  unsigned bits = bf__users_subscription(gw, bare, contact);
   (void)bf__users_set_subscription(gw, bare, contact, bits | BF_SUB_TO);
   (void)bf__presence_send(gw, sender, bare, "subscribed", NULL, NULL);
   if (*contact)
@@ -456,6 +469,8 @@ int bf__presence_contact_subscribe(const bf_host *host, const char *user,
   unsigned bits = bf__users_subscription(gw, bare, cjid);
   if (bits & (BF_SUB_FROM | BF_SUB_ASKED))
     return 0; /* asked once; XEP-0100 §5.3: never an unprompted subscribed */
+  if (!bits && bf__users_contacts_count(gw, bare) >= BF_CONTACTS_PER_USER_MAX)
+    return BF_E2BIG;
   int rc = bf__users_set_subscription(gw, bare, cjid, bits | BF_SUB_ASKED);
   return rc ? rc : bf__presence_send(gw, cjid, bare, "subscribe", NULL, NULL);
 }

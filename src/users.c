@@ -199,7 +199,10 @@ int bf__users_init(bf_gateway *gw) {
       (rc = prepare(gw, &u->st_contacts_of,
                     "SELECT contact, subscription FROM contacts WHERE "
                     "gateway = ?1 AND jid = ?2 AND contact <> '' ORDER BY "
-                    "contact")))
+                    "contact")) ||
+      (rc = prepare(gw, &u->st_contacts_count,
+                    "SELECT count(*) FROM contacts WHERE gateway = ?1 AND "
+                    "jid = ?2 AND contact <> ''")))
     return rc;
   bind_args(gw, u->st_load, NULL, NULL);
   int step;
@@ -233,6 +236,7 @@ void bf__users_close(bf_gateway *gw) {
       u->st_delete,        u->st_delete_values,  u->st_insert_value,
       u->st_delete_value,  u->st_delete_contacts, u->st_contact_get,
       u->st_contact_set,   u->st_contact_delete, u->st_contacts_of,
+      u->st_contacts_count,
   };
   for (size_t i = 0; i < BF_ARRAY_SIZE(all); i++)
     sqlite3_finalize(all[i]);
@@ -569,6 +573,16 @@ int bf__users_set_subscription(bf_gateway *gw, const char *bare,
   bind_args(gw, u->st_contact_set, bare, contact);
   sqlite3_bind_int(u->st_contact_set, 4, (int)bits);
   return run(gw, u->st_contact_set, "store a subscription");
+}
+
+size_t bf__users_contacts_count(bf_gateway *gw, const char *bare) {
+  bf_users *u = &gw->users;
+  size_t n = 0;
+  bind_args(gw, u->st_contacts_count, bare, NULL);
+  if (sqlite3_step(u->st_contacts_count) == SQLITE_ROW)
+    n = (size_t)sqlite3_column_int64(u->st_contacts_count, 0);
+  sqlite3_reset(u->st_contacts_count);
+  return n;
 }
 
 int bf__users_contacts_each(bf_gateway *gw, const char *bare,

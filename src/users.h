@@ -74,7 +74,7 @@ typedef struct bf_users {
   struct sqlite3_stmt *st_load, *st_values, *st_insert, *st_delete,
       *st_delete_values, *st_insert_value, *st_delete_value,
       *st_delete_contacts, *st_contact_get, *st_contact_set,
-      *st_contact_delete, *st_contacts_of;
+      *st_contact_delete, *st_contacts_of, *st_contacts_count;
   bf_msgid_map msgids;
   bf_adhoc_session *sessions;  /* adhoc.c */
   size_t n_sessions;
@@ -153,11 +153,19 @@ enum {
   BF_SUB_FROM = 2,             /* the contact (or gateway) sees the user's */
   BF_SUB_ASKED = 4,            /* we sent a subscribe, no answer yet */
 };
+/* Limits per user: contacts stored (subscriptions) and resources
+ * tracked. Past them a subscription is refused (unsubscribed) and a
+ * further resource is ignored, with a log line. */
+#define BF_CONTACTS_PER_USER_MAX 10000
+#define BF_RESOURCES_PER_USER_MAX 64
+
 /* contact: "" for the gateway itself. */
 unsigned bf__users_subscription(bf_gateway *gw, const char *bare,
                                 const char *contact);
 int bf__users_set_subscription(bf_gateway *gw, const char *bare,
                                const char *contact, unsigned bits);
+/* How many contacts are stored for the user (the gateway excluded). */
+size_t bf__users_contacts_count(bf_gateway *gw, const char *bare);
 /* Calls cb for each stored contact of the user (the gateway itself
  * excluded). */
 int bf__users_contacts_each(bf_gateway *gw, const char *bare,

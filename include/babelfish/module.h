@@ -183,7 +183,9 @@ struct bf_host {
   int (*contacts_each)(const bf_host *host, const char *user,
                        int (*cb)(void *data, const char *contact), void *data);
   /* The contact asks to be in the user's roster (XEP-0100 §5.3): sends
-   * <presence type='subscribe'/> from the contact, once per contact. */
+   * <presence type='subscribe'/> from the contact, once per contact.
+   * BF_E2BIG when the user has the most contacts a gateway stores
+   * (10,000). */
   int (*contact_subscribe)(const bf_host *host, const char *user,
                            const char *contact);
 

@@ -519,6 +519,61 @@ static void test_probes_after_reconnect(void **state) {
   fixture_stop(f);
 }
 
+static bool resources_at_cap(void *data) {
+  bf_user *u = bf__users_find(((fixture *)data)->gw, "alice@localhost");
+  return u && u->n_resources == BF_RESOURCES_PER_USER_MAX;
+}
+
+/* The per-user limits: contacts stored, resources tracked. */
+static void test_user_limits(void **state) {
+  fixture *f = *state;
+  fixture_start(f, "s3cret");
+  assert_true(run_until(&f->loop, is_online, f, 5000));
+  send_str(&f->server,
+           "<iq type='set' id='r1' from='alice@localhost/pc' to='echo.localhost'>"
+           "<query xmlns='jabber:iq:register'/></iq>");
+  struct wait_text w = {f, "id='r1' type='result'", 1};
+  assert_true(run_until(&f->loop, seen, &w, 3000));
+  for (int i = 0; i <= BF_RESOURCES_PER_USER_MAX; i++) {
+    char presence[128];
+    snprintf(presence, sizeof presence,
+             "<presence from='alice@localhost/r%d' to='echo.localhost'/>", i);
+    send_str(&f->server, presence);
+  }
+  assert_true(run_until(&f->loop, resources_at_cap, f, 3000));
+  /* A full roster of contacts, written directly. */
+  sqlite3 *db = bf__store_db(f->daemon.store);
+  assert_int_equal(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_stmt *st;
+  assert_int_equal(sqlite3_prepare_v2(db,
+                                      "INSERT INTO contacts VALUES ('echo.localhost', "
+                                      "'alice@localhost', ?1, 1)",
+                                      -1, &st, NULL),
+                   SQLITE_OK);
+  for (int i = 0; i < BF_CONTACTS_PER_USER_MAX; i++) {
+    char contact[64];
+    snprintf(contact, sizeof contact, "c%d@echo.localhost", i);
+    sqlite3_bind_text(st, 1, contact, -1, SQLITE_TRANSIENT);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_reset(st);
+  }
+  sqlite3_finalize(st);
+  assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+  send_str(&f->server, "<presence type='subscribe' from='alice@localhost' "
+                       "to='one-more@echo.localhost'/>"
+                       "<presence type='subscribe' from='alice@localhost' "
+                       "to='c7@echo.localhost'/>");
+  w = (struct wait_text){f, "from='one-more@echo.localhost' "
+                            "to='alice@localhost' type='unsubscribed'", 1};
+  assert_true(run_until(&f->loop, seen, &w, 3000));
+  /* a contact already stored is still answered */
+  w = (struct wait_text){f, "from='c7@echo.localhost' "
+                            "to='alice@localhost' type='subscribed'", 1};
+  assert_true(run_until(&f->loop, seen, &w, 3000));
+
+  fixture_stop(f);
+}
+
 static void test_routing_defaults(void **state) {
   fixture *f = *state;
   fixture_start(f, "s3cret");
@@ -740,6 +795,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_outbox_survives_restart, setup, teardown),
       cmocka_unit_test_setup_teardown(test_access_control, setup, teardown),
       cmocka_unit_test_setup_teardown(test_probes_after_reconnect, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_user_limits, setup, teardown),
       cmocka_unit_test_setup_teardown(test_routing_defaults, setup, teardown),
       cmocka_unit_test_setup_teardown(test_jid_cache, setup, teardown),
       cmocka_unit_test_setup_teardown(test_whitespace_keepalive, setup, teardown),
