@@ -18,6 +18,7 @@
 
 #include "babelfish/babelfish.h"
 #include "component.h"
+#include "fake-server.h"
 #include "gateway.h"
 #include "log.h"
 #include "store.h"
@@ -135,125 +136,13 @@ static const bf_module test_module = {
     .n_commands = 4,
 };
 
-/* ---- a fake server -------------------------------------------------------- */
-
-typedef struct fake_server {
-  uv_loop_t *loop;
-  uv_tcp_t listener, client;
-  bool client_open, handshaken;
-  char in[1 << 18];
-  size_t in_len;
-} fake_server;
-
-static void on_written(uv_write_t *req, int status) {
-  (void)status;
-  free(req->data);
-  free(req);
-}
-
-static void send_str(fake_server *s, const char *text) {
-  uv_buf_t buf = uv_buf_init(strdup(text), (unsigned)strlen(text));
-  uv_write_t *req = malloc(sizeof *req);
-  req->data = buf.base;
-  assert_int_equal(uv_write(req, (uv_stream_t *)&s->client, &buf, 1, on_written), 0);
-}
-
-static void server_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf) {
-  (void)h;
-  buf->base = malloc(size);
-  buf->len = size;
-}
-
-static void on_client_closed(uv_handle_t *h) {
-  ((fake_server *)h->data)->client_open = false;
-}
-
-static void server_drop(fake_server *s) {
-  s->handshaken = false;
-  if (s->client_open && !uv_is_closing((uv_handle_t *)&s->client))
-    uv_close((uv_handle_t *)&s->client, on_client_closed);
-}
-
-static void server_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
-  fake_server *s = stream->data;
-  if (nread < 0) {
-    free(buf->base);
-    server_drop(s);
-    return;
-  }
-  assert_true(s->in_len + (size_t)nread < sizeof s->in);
-  memcpy(s->in + s->in_len, buf->base, (size_t)nread);
-  s->in_len += (size_t)nread;
-  s->in[s->in_len] = '\0';
-  free(buf->base);
-  if (s->handshaken)
-    return;
-  if (strstr(s->in, "to='echo.localhost'>") && !strstr(s->in, "<handshake>"))
-    send_str(s, "<?xml version='1.0'?><stream:stream "
-                "xmlns:stream='http://etherx.jabber.org/streams' "
-                "xmlns='jabber:component:accept' from='echo.localhost' id='fake'>");
-  char *h = strstr(s->in, "<handshake>");
-  if (h && strstr(h, "</handshake>")) {
-    s->handshaken = true;
-    s->in_len = 0;
-    s->in[0] = '\0';
-    send_str(s, "<handshake/>");
-  }
-}
-
-static void on_connection(uv_stream_t *listener, int status) {
-  fake_server *s = listener->data;
-  assert_int_equal(status, 0);
-  uv_tcp_init(s->loop, &s->client);
-  s->client.data = s;
-  assert_int_equal(uv_accept(listener, (uv_stream_t *)&s->client), 0);
-  s->client_open = true;
-  s->in_len = 0;
-  uv_read_start((uv_stream_t *)&s->client, server_alloc, server_read);
-}
-
-static unsigned server_start(fake_server *s, uv_loop_t *loop) {
-  memset(s, 0, sizeof *s);
-  s->loop = loop;
-  uv_tcp_init(loop, &s->listener);
-  s->listener.data = s;
-  struct sockaddr_in addr;
-  uv_ip4_addr("127.0.0.1", 0, &addr);
-  assert_int_equal(uv_tcp_bind(&s->listener, (struct sockaddr *)&addr, 0), 0);
-  assert_int_equal(uv_listen((uv_stream_t *)&s->listener, 8, on_connection), 0);
-  struct sockaddr_storage name;
-  int len = sizeof name;
-  uv_tcp_getsockname(&s->listener, (struct sockaddr *)&name, &len);
-  return ntohs(((struct sockaddr_in *)&name)->sin_port);
-}
-
-static void on_tick(uv_timer_t *timer) { (void)timer; }
-
-static bool run_until(uv_loop_t *loop, bool (*cond)(void *), void *data,
-                      uint64_t timeout_ms) {
-  uint64_t deadline = uv_now(loop) + timeout_ms;
-  uv_timer_t tick;
-  uv_timer_init(loop, &tick);
-  uv_timer_start(&tick, on_tick, 10, 10);
-  bool ok = false;
-  while (uv_now(loop) < deadline) {
-    if ((ok = cond(data)))
-      break;
-    uv_run(loop, UV_RUN_ONCE);
-    uv_update_time(loop);
-  }
-  uv_close((uv_handle_t *)&tick, NULL);
-  uv_run(loop, UV_RUN_NOWAIT);
-  return ok;
-}
-
 /* ---- the fixture: a daemon with one gateway running the test module ------ */
 
 #define MAX_STANZAS 64
 
 typedef struct fixture {
   uv_loop_t loop;
-  fake_server server;
+  bf_test_server server;
   bf_conf conf;
   bf_conf_gateway gwconf;
   bf_conf_entry entries[2];
@@ -322,7 +211,7 @@ static int setup(void **state) {
   sprintf(f->db, "%s/bf.db", f->dir);
   bf__log_init(BF_LOG_WARN, NULL);
   assert_int_equal(uv_loop_init(&f->loop), 0);
-  unsigned port = server_start(&f->server, &f->loop);
+  unsigned port = bf_test_server_start(&f->server, &f->loop);
   f->conf.path = "test.conf";
   f->conf.max_stanza_size = 64 * 1024;
   f->conf.max_depth = 64;
@@ -363,7 +252,7 @@ static int setup(void **state) {
   f->daemon.gateways = &f->gw;
   f->daemon.n_gateways = 1;
   assert_int_equal(bf__gateway_start(f->gw), 0);
-  assert_true(run_until(&f->loop, is_online, f, 5000));
+  assert_true(bf_test_run_until(&f->loop, is_online, f, 5000));
   register_user(f, "alice@localhost", "Al");
   exchange(f, ""); /* the presences registering sends */
   *state = f;
@@ -374,10 +263,9 @@ static int teardown(void **state) {
   fixture *f = *state;
   clear_got(f);
   bf__gateway_stop(f->gw, on_stopped);
-  assert_true(run_until(&f->loop, is_stopped, f, 5000));
+  assert_true(bf_test_run_until(&f->loop, is_stopped, f, 5000));
   bf__gateway_free(f->gw);
-  server_drop(&f->server);
-  uv_close((uv_handle_t *)&f->server.listener, NULL);
+  bf_test_server_close(&f->server);
   uv_run(&f->loop, UV_RUN_DEFAULT);
   bf__store_close(f->daemon.store);
   /* every handle is closed */
@@ -425,17 +313,16 @@ static void exchange(fixture *f, const char *xml) {
   struct wait_text w = {f, ""};
   char ping[256];
   clear_got(f);
-  f->server.in_len = 0;
-  f->server.in[0] = '\0';
+  bf_test_server_clear(&f->server);
   f->syncs++;
   snprintf(w.text, sizeof w.text, "id='sync-%u'", f->syncs);
   snprintf(ping, sizeof ping,
            "<iq type='get' id='sync-%u' from='" ALICE "' to='echo.localhost'>"
            "<ping xmlns='urn:xmpp:ping'/></iq>", f->syncs);
   if (*xml)
-    send_str(&f->server, xml);
-  send_str(&f->server, ping);
-  assert_true(run_until(&f->loop, seen, &w, 3000));
+    bf_test_server_send(&f->server, xml);
+  bf_test_server_send(&f->server, ping);
+  assert_true(bf_test_run_until(&f->loop, seen, &w, 3000));
   static const bf_xml_stream_callbacks cb = {.stanza = on_stanza,
                                              .error = on_parse_error};
   bf_xml_stream *p = bf__xml_stream_new(&cb, f, 0, 0);

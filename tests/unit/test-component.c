@@ -18,6 +18,7 @@
 
 #include "babelfish/babelfish.h"
 #include "component.h"
+#include "fake-server.h"
 #include "gateway.h"
 #include "log.h"
 #include "store.h"
@@ -43,185 +44,11 @@ static void test_digest_vectors(void **state) {
   }
 }
 
-/* ---- a fake server ------------------------------------------------------- */
-
-typedef struct fake_server {
-  uv_loop_t *loop;
-  uv_tcp_t listener;
-  uv_tcp_t client;
-  bool client_open;
-  bool handshaken;
-  bool answer_pings;
-  bool bad_handshake_seen;
-  unsigned connections;
-  unsigned pings_answered;
-  char *secret;
-  char in[1 << 20];   /* everything received on the current connection */
-  size_t in_len;
-  size_t scanned;     /* ping scan position */
-} fake_server;
-
-static void on_written(uv_write_t *req, int status) {
-  (void)status;
-  free(req->data);
-  free(req);
-}
-
-static void send_str(fake_server *s, const char *text) {
-  if (!s->client_open)
-    return;
-  uv_buf_t buf = uv_buf_init(strdup(text), (unsigned)strlen(text));
-  uv_write_t *req = malloc(sizeof *req);
-  req->data = buf.base;
-  assert_int_equal(uv_write(req, (uv_stream_t *)&s->client, &buf, 1, on_written), 0);
-}
-
-static void server_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf) {
-  (void)h;
-  buf->base = malloc(size);
-  buf->len = size;
-}
-
-static void on_client_closed(uv_handle_t *h) {
-  fake_server *s = h->data;
-  s->client_open = false;
-}
-
-static void server_drop(fake_server *s) {
-  s->handshaken = false;
-  if (s->client_open && !uv_is_closing((uv_handle_t *)&s->client))
-    uv_close((uv_handle_t *)&s->client, on_client_closed);
-}
-
-/* Answers every complete ping after the scan position. */
-static void answer_pings(fake_server *s) {
-  for (;;) {
-    char *p = strstr(s->in + s->scanned, "<ping xmlns='urn:xmpp:ping'/>");
-    if (!p)
-      return;
-    /* find the id of the enclosing iq, searching backwards */
-    char *iq = p;
-    while (iq > s->in && strncmp(iq, "<iq ", 4) != 0)
-      iq--;
-    char *id = strstr(iq, "id='");
-    assert_non_null(id);
-    id += 4;
-    char idbuf[64];
-    size_t n = strcspn(id, "'");
-    assert_true(n < sizeof idbuf);
-    memcpy(idbuf, id, n);
-    idbuf[n] = '\0';
-    s->scanned = (size_t)(p - s->in) + 1;
-    if (!s->answer_pings)
-      continue;
-    char reply[256];
-    snprintf(reply, sizeof reply,
-             "<iq type='result' from='localhost' to='echo.localhost' id='%s'/>", idbuf);
-    send_str(s, reply);
-    s->pings_answered++;
-  }
-}
-
-static void server_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
-  fake_server *s = stream->data;
-  if (nread < 0) {
-    free(buf->base);
-    server_drop(s);
-    return;
-  }
-  assert_true(s->in_len + (size_t)nread < sizeof s->in);
-  memcpy(s->in + s->in_len, buf->base, (size_t)nread);
-  s->in_len += (size_t)nread;
-  s->in[s->in_len] = '\0';
-  free(buf->base);
-  if (!s->handshaken) {
-    if (strstr(s->in, "to='echo.localhost'>") && !strstr(s->in, "<handshake>") &&
-        !strstr(s->in, "id='fake'")) {
-      send_str(s, "<?xml version='1.0'?><stream:stream "
-                  "xmlns:stream='http://etherx.jabber.org/streams' "
-                  "xmlns='jabber:component:accept' from='echo.localhost' id='fake'>");
-    }
-    char *h = strstr(s->in, "<handshake>");
-    if (h && strstr(h, "</handshake>")) {
-      char want[41];
-      bf__component_handshake_digest("fake", s->secret, want);
-      if (strncmp(h + 11, want, 40) == 0) {
-        s->handshaken = true;
-        send_str(s, "<handshake/>");
-      } else {
-        s->bad_handshake_seen = true;
-        send_str(s, "<stream:error><not-authorized "
-                    "xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"
-                    "</stream:stream>");
-        server_drop(s);
-      }
-    }
-    return;
-  }
-  answer_pings(s);
-}
-
-static void on_connection(uv_stream_t *listener, int status) {
-  fake_server *s = listener->data;
-  assert_int_equal(status, 0);
-  assert_false(s->client_open);
-  uv_tcp_init(s->loop, &s->client);
-  s->client.data = s;
-  assert_int_equal(uv_accept(listener, (uv_stream_t *)&s->client), 0);
-  s->client_open = true;
-  s->handshaken = false;
-  s->in_len = 0;
-  s->scanned = 0;
-  s->in[0] = '\0';
-  s->connections++;
-  uv_read_start((uv_stream_t *)&s->client, server_alloc, server_read);
-}
-
-static unsigned server_start(fake_server *s, uv_loop_t *loop) {
-  memset(s, 0, sizeof *s);
-  s->loop = loop;
-  s->secret = "s3cret";
-  uv_tcp_init(loop, &s->listener);
-  s->listener.data = s;
-  struct sockaddr_in addr;
-  uv_ip4_addr("127.0.0.1", 0, &addr);
-  assert_int_equal(uv_tcp_bind(&s->listener, (struct sockaddr *)&addr, 0), 0);
-  assert_int_equal(uv_listen((uv_stream_t *)&s->listener, 8, on_connection), 0);
-  struct sockaddr_storage name;
-  int len = sizeof name;
-  uv_tcp_getsockname(&s->listener, (struct sockaddr *)&name, &len);
-  return ntohs(((struct sockaddr_in *)&name)->sin_port);
-}
-
-static void on_tick(uv_timer_t *timer) { (void)timer; }
-
-/* Runs the loop until cond(data) or timeout_ms passes. */
-static bool run_until(uv_loop_t *loop, bool (*cond)(void *), void *data,
-                      uint64_t timeout_ms) {
-  uint64_t deadline = uv_now(loop) + timeout_ms;
-  uv_timer_t tick;
-  uv_timer_init(loop, &tick);
-  /* Wakes the loop up regularly so the condition is re-checked. */
-  uv_timer_start(&tick, on_tick, 10, 10);
-  bool ok = false;
-  while (uv_now(loop) < deadline) {
-    if (cond(data)) {
-      ok = true;
-      break;
-    }
-    uv_run(loop, UV_RUN_ONCE);
-    uv_update_time(loop);
-  }
-  uv_close((uv_handle_t *)&tick, NULL);
-  uv_run(loop, UV_RUN_NOWAIT);
-  return ok;
-}
-
 /* ---- a daemon with one echo gateway -------------------------------------- */
 
 typedef struct fixture {
   uv_loop_t loop;
-  fake_server server;
+  bf_test_server server;
   bf_conf conf;
   bf_conf_gateway gwconf;
   bf_conf_entry entries[4];
@@ -270,7 +97,7 @@ static void fixture_conf(fixture *f, unsigned port, const char *secret) {
 static void fixture_start(fixture *f, const char *secret) {
   char err[512];
   assert_int_equal(uv_loop_init(&f->loop), 0);
-  unsigned port = server_start(&f->server, &f->loop);
+  unsigned port = bf_test_server_start(&f->server, &f->loop);
   fixture_conf(f, port, secret);
   f->daemon.loop = &f->loop;
   f->daemon.conf = &f->conf;
@@ -292,10 +119,9 @@ static bool is_stopped(void *data) { return ((fixture *)data)->stopped; }
 
 static void fixture_stop(fixture *f) {
   bf__gateway_stop(f->gw, on_stopped);
-  assert_true(run_until(&f->loop, is_stopped, f, 5000));
+  assert_true(bf_test_run_until(&f->loop, is_stopped, f, 5000));
   bf__gateway_free(f->gw);
-  server_drop(&f->server);
-  uv_close((uv_handle_t *)&f->server.listener, NULL);
+  bf_test_server_close(&f->server);
   uv_run(&f->loop, UV_RUN_DEFAULT);
   bf__store_close(f->daemon.store);
   /* MAKE_VALGRIND_HAPPY: every handle is closed. */
@@ -361,7 +187,7 @@ static int teardown(void **state) {
 static void test_outbox_confirmed_by_ping(void **state) {
   fixture *f = *state;
   fixture_start(f, "s3cret");
-  assert_true(run_until(&f->loop, is_online, f, 5000));
+  assert_true(bf_test_run_until(&f->loop, is_online, f, 5000));
 
   /* Sent while the server does not answer pings: stored, written, kept. */
   for (int i = 0; i < 3; i++) {
@@ -372,24 +198,24 @@ static void test_outbox_confirmed_by_ping(void **state) {
     bf_xml_free(m);
   }
   struct wait_text w = {f, "durable 2", 1};
-  assert_true(run_until(&f->loop, seen, &w, 3000));
+  assert_true(bf_test_run_until(&f->loop, seen, &w, 3000));
   assert_int_equal(outbox_rows(f), 3);
   assert_true(count(f->server.in, "<ping xmlns='urn:xmpp:ping'/>") >= 1);
 
   /* The connection drops: rows survive and are sent again, in order, on the
    * next stream; once a ping is answered they are deleted. */
   f->server.answer_pings = true;
-  server_drop(&f->server);
-  assert_true(run_until(&f->loop, is_online, f, 5000));
+  bf_test_server_drop(&f->server);
+  assert_true(bf_test_run_until(&f->loop, is_online, f, 5000));
   assert_int_equal(f->server.connections, 2);
   w = (struct wait_text){f, "durable 2", 1};
-  assert_true(run_until(&f->loop, seen, &w, 3000));
+  assert_true(bf_test_run_until(&f->loop, seen, &w, 3000));
   const char *first = strstr(f->server.in, "durable 0");
   const char *second = strstr(f->server.in, "durable 1");
   assert_non_null(first);
   assert_non_null(second);
   assert_true(first < second);
-  assert_true(run_until(&f->loop, outbox_empty, f, 3000));
+  assert_true(bf_test_run_until(&f->loop, outbox_empty, f, 3000));
   fixture_stop(f);
 }
 
@@ -403,7 +229,7 @@ static void test_outbox_survives_restart(void **state) {
   bf_xml_free(m);
   assert_int_equal(outbox_rows(f), 1);
   bf__gateway_stop(f->gw, on_stopped);
-  assert_true(run_until(&f->loop, is_stopped, f, 5000));
+  assert_true(bf_test_run_until(&f->loop, is_stopped, f, 5000));
   bf__gateway_free(f->gw);
   uv_run(&f->loop, UV_RUN_DEFAULT);
   bf__store_close(f->daemon.store);
@@ -413,10 +239,10 @@ static void test_outbox_survives_restart(void **state) {
   memset(&f->loop, 0, sizeof f->loop);
   fixture_start(f, "s3cret");
   f->server.answer_pings = true;
-  assert_true(run_until(&f->loop, is_online, f, 5000));
+  assert_true(bf_test_run_until(&f->loop, is_online, f, 5000));
   struct wait_text w = {f, "written while offline", 1};
-  assert_true(run_until(&f->loop, seen, &w, 3000));
-  assert_true(run_until(&f->loop, outbox_empty, f, 3000));
+  assert_true(bf_test_run_until(&f->loop, seen, &w, 3000));
+  assert_true(bf_test_run_until(&f->loop, outbox_empty, f, 3000));
   fixture_stop(f);
 }
 
@@ -425,22 +251,22 @@ static void test_outbox_survives_restart(void **state) {
 static void test_access_control(void **state) {
   fixture *f = *state;
   fixture_start(f, "s3cret");
-  assert_true(run_until(&f->loop, is_online, f, 5000));
-  send_str(&f->server,
-           "<iq type='set' id='r1' from='eve@evil.example/x' to='echo.localhost'>"
-           "<query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' "
-           "type='submit'><field var='nick'><value>eve</value></field></x>"
-           "</query></iq>"
-           "<message id='m1' from='eve@evil.example/x' to='bob@echo.localhost'>"
-           "<body>hi</body></message>"
-           "<presence type='subscribe' from='eve@evil.example' "
-           "to='bob@echo.localhost'/>"
-           "<iq type='get' id='d1' from='eve@evil.example/x' to='echo.localhost'>"
-           "<query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
-           "<iq type='get' id='r2' from='alice@localhost/pc' to='echo.localhost'>"
-           "<query xmlns='jabber:iq:register'/></iq>");
+  assert_true(bf_test_run_until(&f->loop, is_online, f, 5000));
+  bf_test_server_send(&f->server,
+      "<iq type='set' id='r1' from='eve@evil.example/x' to='echo.localhost'>"
+      "<query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' "
+      "type='submit'><field var='nick'><value>eve</value></field></x>"
+      "</query></iq>"
+      "<message id='m1' from='eve@evil.example/x' to='bob@echo.localhost'>"
+      "<body>hi</body></message>"
+      "<presence type='subscribe' from='eve@evil.example' "
+      "to='bob@echo.localhost'/>"
+      "<iq type='get' id='d1' from='eve@evil.example/x' to='echo.localhost'>"
+      "<query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+      "<iq type='get' id='r2' from='alice@localhost/pc' to='echo.localhost'>"
+      "<query xmlns='jabber:iq:register'/></iq>");
   struct wait_text w = {f, "id='r2'", 1};
-  assert_true(run_until(&f->loop, seen, &w, 3000));
+  assert_true(bf_test_run_until(&f->loop, seen, &w, 3000));
   const char *r1 = strstr(f->server.in, "id='r1'");
   assert_non_null(r1);
   assert_non_null(strstr(r1, "<forbidden"));
@@ -481,41 +307,44 @@ static void test_probes_after_reconnect(void **state) {
   fixture *f = *state;
   fixture_start(f, "s3cret");
   f->conf.probe_timeout_s = 1;
-  assert_true(run_until(&f->loop, is_online, f, 5000));
-  send_str(&f->server,
-           "<iq type='set' id='r1' from='alice@localhost/pc' to='echo.localhost'>"
-           "<query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' "
-           "type='submit'><field var='nick'><value>al</value></field></x>"
-           "</query></iq>"
-           "<presence from='alice@localhost/pc' to='echo.localhost'/>");
-  assert_true(run_until(&f->loop, session_on, f, 3000));
+  assert_true(bf_test_run_until(&f->loop, is_online, f, 5000));
+  bf_test_server_send(&f->server,
+      "<iq type='set' id='r1' from='alice@localhost/pc' to='echo.localhost'>"
+      "<query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' "
+      "type='submit'><field var='nick'><value>al</value></field></x>"
+      "</query></iq>"
+      "<presence from='alice@localhost/pc' to='echo.localhost'/>");
+  assert_true(bf_test_run_until(&f->loop, session_on, f, 3000));
   struct wait_text subscribe = {
       f, "to='alice@localhost' type='subscribe'", 1};
-  assert_true(run_until(&f->loop, seen, &subscribe, 3000));
+  assert_true(bf_test_run_until(&f->loop, seen, &subscribe, 3000));
 
   /* 1: the server confirms the resource: the session survives. */
-  server_drop(&f->server);
-  assert_true(run_until(&f->loop, is_online, f, 5000));
+  bf_test_server_drop(&f->server);
+  assert_true(bf_test_run_until(&f->loop, is_online, f, 5000));
   struct wait_text probe = {f, "to='alice@localhost' type='probe'", 1};
-  assert_true(run_until(&f->loop, seen, &probe, 3000));
-  send_str(&f->server, "<presence from='alice@localhost/pc' to='echo.localhost'/>");
-  assert_false(run_until(&f->loop, session_off, f, 1500));
+  assert_true(bf_test_run_until(&f->loop, seen, &probe, 3000));
+  bf_test_server_send(&f->server,
+      "<presence from='alice@localhost/pc' to='echo.localhost'/>");
+  assert_false(bf_test_run_until(&f->loop, session_off, f, 1500));
 
   /* 2: nobody answers: the resource is dropped after probe_timeout. */
-  server_drop(&f->server);
-  assert_true(run_until(&f->loop, is_online, f, 5000));
-  assert_true(run_until(&f->loop, seen, &probe, 3000));
+  bf_test_server_drop(&f->server);
+  assert_true(bf_test_run_until(&f->loop, is_online, f, 5000));
+  assert_true(bf_test_run_until(&f->loop, seen, &probe, 3000));
   uint64_t t0 = uv_now(&f->loop);
-  assert_true(run_until(&f->loop, session_off, f, 3000));
+  assert_true(bf_test_run_until(&f->loop, session_off, f, 3000));
   assert_true(uv_now(&f->loop) - t0 >= 900);
   assert_int_equal(f->gw->users.registered, 1);
 
   /* 3: an unavailable answer from the bare JID ends it at once. */
-  send_str(&f->server, "<presence from='alice@localhost/phone' to='echo.localhost'/>");
-  assert_true(run_until(&f->loop, session_on, f, 3000));
-  send_str(&f->server, "<presence type='unavailable' from='alice@localhost' "
-                       "to='echo.localhost'/>");
-  assert_true(run_until(&f->loop, session_off, f, 500));
+  bf_test_server_send(&f->server,
+      "<presence from='alice@localhost/phone' to='echo.localhost'/>");
+  assert_true(bf_test_run_until(&f->loop, session_on, f, 3000));
+  bf_test_server_send(&f->server,
+      "<presence type='unavailable' from='alice@localhost' "
+      "to='echo.localhost'/>");
+  assert_true(bf_test_run_until(&f->loop, session_off, f, 500));
   fixture_stop(f);
 }
 
@@ -528,19 +357,19 @@ static bool resources_at_cap(void *data) {
 static void test_user_limits(void **state) {
   fixture *f = *state;
   fixture_start(f, "s3cret");
-  assert_true(run_until(&f->loop, is_online, f, 5000));
-  send_str(&f->server,
-           "<iq type='set' id='r1' from='alice@localhost/pc' to='echo.localhost'>"
-           "<query xmlns='jabber:iq:register'/></iq>");
+  assert_true(bf_test_run_until(&f->loop, is_online, f, 5000));
+  bf_test_server_send(&f->server,
+      "<iq type='set' id='r1' from='alice@localhost/pc' to='echo.localhost'>"
+      "<query xmlns='jabber:iq:register'/></iq>");
   struct wait_text w = {f, "id='r1' type='result'", 1};
-  assert_true(run_until(&f->loop, seen, &w, 3000));
+  assert_true(bf_test_run_until(&f->loop, seen, &w, 3000));
   for (int i = 0; i <= BF_RESOURCES_PER_USER_MAX; i++) {
     char presence[128];
     snprintf(presence, sizeof presence,
              "<presence from='alice@localhost/r%d' to='echo.localhost'/>", i);
-    send_str(&f->server, presence);
+    bf_test_server_send(&f->server, presence);
   }
-  assert_true(run_until(&f->loop, resources_at_cap, f, 3000));
+  assert_true(bf_test_run_until(&f->loop, resources_at_cap, f, 3000));
   /* A full roster of contacts, written directly. */
   sqlite3 *db = bf__store_db(f->daemon.store);
   assert_int_equal(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
@@ -559,17 +388,18 @@ static void test_user_limits(void **state) {
   }
   sqlite3_finalize(st);
   assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
-  send_str(&f->server, "<presence type='subscribe' from='alice@localhost' "
-                       "to='one-more@echo.localhost'/>"
-                       "<presence type='subscribe' from='alice@localhost' "
-                       "to='c7@echo.localhost'/>");
+  bf_test_server_send(&f->server,
+      "<presence type='subscribe' from='alice@localhost' "
+      "to='one-more@echo.localhost'/>"
+      "<presence type='subscribe' from='alice@localhost' "
+      "to='c7@echo.localhost'/>");
   w = (struct wait_text){f, "from='one-more@echo.localhost' "
                             "to='alice@localhost' type='unsubscribed'", 1};
-  assert_true(run_until(&f->loop, seen, &w, 3000));
+  assert_true(bf_test_run_until(&f->loop, seen, &w, 3000));
   /* a contact already stored is still answered */
   w = (struct wait_text){f, "from='c7@echo.localhost' "
                             "to='alice@localhost' type='subscribed'", 1};
-  assert_true(run_until(&f->loop, seen, &w, 3000));
+  assert_true(bf_test_run_until(&f->loop, seen, &w, 3000));
 
   fixture_stop(f);
 }
@@ -577,21 +407,21 @@ static void test_user_limits(void **state) {
 static void test_routing_defaults(void **state) {
   fixture *f = *state;
   fixture_start(f, "s3cret");
-  assert_true(run_until(&f->loop, is_online, f, 5000));
-  send_str(&f->server,
-           "<iq type='get' id='u1' from='alice@localhost/pc' to='echo.localhost'>"
-           "<query xmlns='urn:example:unknown'/></iq>"
-           "<iq type='get' id='u2' from='alice@localhost/pc' to='echo.localhost'>"
-           "<query xmlns='jabber:iq:version'/><extra/></iq>"
-           "<iq type='error' id='u3' from='alice@localhost/pc' to='echo.localhost'>"
-           "<error type='cancel'><item-not-found "
-           "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
-           "<message type='error' from='alice@localhost/pc' to='bob@echo.localhost'>"
-           "<body>x</body></message>"
-           "<iq type='get' id='u4' from='alice@localhost/pc' to='echo.localhost'>"
-           "<ping xmlns='urn:xmpp:ping'/></iq>");
+  assert_true(bf_test_run_until(&f->loop, is_online, f, 5000));
+  bf_test_server_send(&f->server,
+      "<iq type='get' id='u1' from='alice@localhost/pc' to='echo.localhost'>"
+      "<query xmlns='urn:example:unknown'/></iq>"
+      "<iq type='get' id='u2' from='alice@localhost/pc' to='echo.localhost'>"
+      "<query xmlns='jabber:iq:version'/><extra/></iq>"
+      "<iq type='error' id='u3' from='alice@localhost/pc' to='echo.localhost'>"
+      "<error type='cancel'><item-not-found "
+      "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+      "<message type='error' from='alice@localhost/pc' to='bob@echo.localhost'>"
+      "<body>x</body></message>"
+      "<iq type='get' id='u4' from='alice@localhost/pc' to='echo.localhost'>"
+      "<ping xmlns='urn:xmpp:ping'/></iq>");
   struct wait_text w = {f, "id='u4'", 1};
-  assert_true(run_until(&f->loop, seen, &w, 3000));
+  assert_true(bf_test_run_until(&f->loop, seen, &w, 3000));
   /* unknown namespace: service-unavailable, swapped addresses */
   assert_non_null(strstr(f->server.in, "<iq from='echo.localhost' "
                                        "to='alice@localhost/pc' id='u1' type='error'>"));
@@ -702,9 +532,9 @@ static void test_outbox_replay_backpressure(void **state) {
     bf_xml_free(m);
   }
   assert_int_equal(outbox_rows(f), ROWS);
-  assert_true(run_until(&f->loop, is_online, f, 5000));
+  assert_true(bf_test_run_until(&f->loop, is_online, f, 5000));
   struct wait_text w = {f, "row-2999.", 1};
-  assert_true(run_until(&f->loop, seen, &w, 10000));
+  assert_true(bf_test_run_until(&f->loop, seen, &w, 10000));
   /* every row once, in order */
   const char *p = f->server.in;
   for (int i = 0; i < ROWS; i++) {
@@ -716,7 +546,7 @@ static void test_outbox_replay_backpressure(void **state) {
     p = q + 1;
   }
   assert_int_equal(count(f->server.in, "row-"), ROWS);
-  assert_true(run_until(&f->loop, outbox_empty, f, 5000));
+  assert_true(bf_test_run_until(&f->loop, outbox_empty, f, 5000));
   fixture_stop(f);
 }
 
@@ -726,11 +556,11 @@ static void test_whitespace_keepalive(void **state) {
   fixture *f = *state;
   fixture_start(f, "s3cret");
   f->gw->component.opt.keepalive_s = 1;
-  assert_true(run_until(&f->loop, is_online, f, 5000));
+  assert_true(bf_test_run_until(&f->loop, is_online, f, 5000));
   size_t before = f->server.in_len;
   uint64_t t0 = uv_now(&f->loop);
   struct wait_text w = {f, "</handshake> ", 1};
-  assert_true(run_until(&f->loop, seen, &w, 3000));
+  assert_true(bf_test_run_until(&f->loop, seen, &w, 3000));
   uint64_t waited = uv_now(&f->loop) - t0;
   assert_true(waited >= 900);
   assert_int_equal(f->server.in_len, before + 1); /* one space, nothing else */
