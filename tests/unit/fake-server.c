@@ -187,3 +187,34 @@ bool bf_test_run_until(uv_loop_t *loop, bool (*cond)(void *data), void *data,
   uv_run(loop, UV_RUN_NOWAIT);
   return ok;
 }
+
+void bf_test_gateway_conf(bf_conf *conf, bf_conf_gateway *gw, unsigned port,
+                          const char *secret) {
+  static char *allowed[] = {"localhost", NULL};
+  memset(conf, 0, sizeof *conf);
+  conf->path = "test.conf";
+  conf->max_stanza_size = 64 * 1024;
+  conf->max_depth = 64;
+  conf->write_queue_max = 1024 * 1024;
+  conf->keepalive_s = 60;
+  conf->ping_interval_s = 120;
+  conf->ping_timeout_s = 60;
+  conf->reconnect_min_s = 1;
+  conf->reconnect_max_s = 2;
+  conf->probe_timeout_s = 30;
+  conf->modules_dir = "/nonexistent";
+  memset(gw, 0, sizeof *gw);
+  gw->section = "echo";
+  gw->line = 1;
+  gw->transport = "echo";
+  gw->domain = "echo.localhost";
+  gw->secret = (char *)secret;
+  gw->server = "127.0.0.1";
+  gw->port = port;
+  gw->xmpp_domain = "localhost";
+  gw->allowed = allowed;
+  gw->n_allowed = 1;
+  gw->message_ids = 10000;
+  conf->gateways = gw;
+  conf->n_gateways = 1;
+}

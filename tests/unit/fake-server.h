@@ -16,6 +16,8 @@
 
 #include <uv.h>
 
+#include "conf.h"
+
 typedef struct bf_test_server {
   uv_loop_t *loop;     /* borrowed */
   uv_tcp_t listener;
@@ -60,5 +62,13 @@ void bf_test_server_clear(bf_test_server *s);
  * loop, data: borrowed. Leaves no handle of its own behind. */
 bool bf_test_run_until(uv_loop_t *loop, bool (*cond)(void *data), void *data,
                        uint64_t timeout_ms);
+
+/* Fills conf and gw (zeroed first) with the settings of a daemon whose one
+ * gateway, echo.localhost on the XMPP server "localhost" (users there are
+ * allowed), connects to the fake server on port with secret (borrowed; it
+ * must outlive conf). Tests then change what they need (section,
+ * entries, admins). conf->gateways points at gw. */
+void bf_test_gateway_conf(bf_conf *conf, bf_conf_gateway *gw, unsigned port,
+                          const char *secret);
 
 #endif

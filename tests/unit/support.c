@@ -54,3 +54,12 @@ void bf_test_assert_xml(const bf_xml *el, const char *expected) {
   assert_string_equal(s, expected);
   free(s);
 }
+
+void bf_test_unlink_db(const char *path) {
+  static const char *const suffixes[] = {"", "-wal", "-shm", ".lock"};
+  char p[4096];
+  for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
+    snprintf(p, sizeof p, "%s%s", path, suffixes[i]);
+    unlink(p);
+  }
+}

@@ -60,38 +60,12 @@ typedef struct fixture {
 } fixture;
 
 static void fixture_conf(fixture *f, unsigned port, const char *secret) {
-  memset(&f->conf, 0, sizeof f->conf);
-  f->conf.path = "test.conf";
-  f->conf.max_stanza_size = 64 * 1024;
-  f->conf.max_depth = 64;
-  f->conf.write_queue_max = 1024 * 1024;
-  f->conf.keepalive_s = 60;
-  f->conf.ping_interval_s = 120;
-  f->conf.ping_timeout_s = 60;
-  f->conf.reconnect_min_s = 1;
-  f->conf.reconnect_max_s = 2;
-  f->conf.modules_dir = "/nonexistent";
-  memset(&f->gwconf, 0, sizeof f->gwconf);
-  f->gwconf.section = "echo";
-  f->gwconf.line = 1;
-  f->gwconf.transport = "echo";
-  f->gwconf.domain = "echo.localhost";
-  f->gwconf.secret = (char *)secret;
-  f->gwconf.server = "127.0.0.1";
-  f->gwconf.port = port;
-  f->gwconf.xmpp_domain = "localhost";
-  static char *allowed[] = {"localhost", NULL};
-  f->gwconf.allowed = allowed;
-  f->gwconf.n_allowed = 1;
-  f->gwconf.message_ids = 10000;
-  f->conf.probe_timeout_s = 30;
+  bf_test_gateway_conf(&f->conf, &f->gwconf, port, secret);
   f->entries[0] = (bf_conf_entry){"transport", "echo", 2};
   f->entries[1] = (bf_conf_entry){"domain", "echo.localhost", 3};
   f->entries[2] = (bf_conf_entry){"durable", "yes", 4};
   f->gwconf.entries = f->entries;
   f->gwconf.n_entries = 3;
-  f->conf.gateways = &f->gwconf;
-  f->conf.n_gateways = 1;
 }
 
 static void fixture_start(fixture *f, const char *secret) {

@@ -33,12 +33,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   struct fixture *f = *state;
-  static const char *const suffixes[] = {"", "-wal", "-shm", ".lock"};
-  char p[600];
-  for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
-    snprintf(p, sizeof p, "%s%s", f->path, suffixes[i]);
-    unlink(p);
-  }
+  bf_test_unlink_db(f->path);
   rmdir(f->dir);
   free(f->dir);
   free(f);
