@@ -5,6 +5,7 @@ BF_PACKAGES=(
   libexpat1-dev libuv1-dev libssl-dev libcurl4-openssl-dev libsqlite3-dev
   libidn-dev libinih-dev libjansson-dev libmicrohttpd-dev libcmocka-dev
   prosody lua-unbound ejabberd python3 python3-slixmpp procps iproute2
+  ngircd inspircd atheme-services
 )
 
 bf_install_deps() {

@@ -15,9 +15,15 @@ babelfish outlives the test run even when it fails or is killed.
 Prosody recipe: /work/shared/PROTOCOL-NOTES.md section 4.1 (run_as_root
 variant: no setpriv/chown needed when the tests run as root in CI).
 Ejabberd (same interface as Prosody): section 4.2, see the class.
+IRC: NgIRCd (plain RFC 2812) and InspIRCd + Atheme (IRCv3, accounts,
+SASL) on loopback, and IrcClient, a raw synchronous IRC client; see the
+classes. (Debian 12's "ergo" package is a quantum chemistry program, not
+the Ergo IRC server, which Debian does not ship.)
 """
 import asyncio
 import atexit
+import base64
+import concurrent.futures
 import ctypes
 import hashlib
 import logging
@@ -649,6 +655,760 @@ class Ejabberd(XmppServer):
 
 
 
+# ------------------------------------------------------------------ IRC ---
+
+NGIRCD = shutil.which("ngircd") or "/usr/sbin/ngircd"
+INSPIRCD = shutil.which("inspircd") or "/usr/sbin/inspircd"
+ATHEME = shutil.which("atheme-services") or "/usr/bin/atheme-services"
+
+# IRCv3 message-tags, "Escaping values": \: \s \\ \r \n; any other escaped
+# character stands for itself, a lone trailing backslash is dropped.
+_TAG_UNESCAPES = {":": ";", "s": " ", "\\": "\\", "r": "\r", "n": "\n"}
+
+
+def _unescape_tag_value(value):
+    out = []
+    i = 0
+    while i < len(value):
+        c = value[i]
+        if c == "\\":
+            i += 1
+            if i < len(value):
+                out.append(_TAG_UNESCAPES.get(value[i], value[i]))
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def irc_parse(line):
+    """(tags, source, command, params) of one IRC line without its CR LF
+    (RFC 1459 section 2.3.1 plus IRCv3 message-tags): tags a dict (a tag
+    without a value maps to ""), source without its ':' (None when there is
+    none), command upper-cased, params a list whose last item is the
+    trailing parameter when there is one."""
+    tags = {}
+    rest = line
+    if rest.startswith("@"):
+        raw, _, rest = rest[1:].partition(" ")
+        for item in raw.split(";"):
+            if item:
+                key, _, value = item.partition("=")
+                tags[key] = _unescape_tag_value(value)
+        rest = rest.lstrip(" ")
+    source = None
+    if rest.startswith(":"):
+        source, _, rest = rest[1:].partition(" ")
+        rest = rest.lstrip(" ")
+    command, _, rest = rest.partition(" ")
+    params = []
+    while True:
+        rest = rest.lstrip(" ")
+        if not rest:
+            break
+        if rest.startswith(":"):
+            params.append(rest[1:])
+            break
+        param, _, rest = rest.partition(" ")
+        params.append(param)
+    return tags, source, command.upper(), params
+
+
+def irc_nick(source):
+    """The nick of a nick!user@host source (a server name stays as is)."""
+    return None if source is None else source.split("!", 1)[0]
+
+
+def _irc_command(line):
+    return irc_parse(line)[2]
+
+
+# Numerics that end a registration attempt without 001 (RFC 2812 section
+# 5.2, and ERROR when the server closes the link).
+_REGISTER_FAILURES = ("432", "433", "436", "437", "464", "465", "ERROR")
+# SASL numerics that end an exchange (IRCv3 SASL 3.1): 903 success, the
+# others a failure (908, the list of mechanisms, only comes before 904).
+_SASL_DONE = ("902", "903", "904", "905", "906", "907")
+
+
+class IrcClient:
+    """A raw IRC client on a blocking loopback socket, driven synchronously.
+
+    Every line received is kept, in order, in self.lines (decoded as UTF-8
+    with surrogateescape, so line.encode("utf-8", "surrogateescape") gives
+    the bytes back); wait_line() consumes them through self.cursor. A PING
+    is answered with PONG as soon as it is read, whoever waits."""
+
+    def __init__(self, port, timeout=10, name=None):
+        self.port = port
+        self.timeout = timeout
+        self.name = name or "irc@%d" % port
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout)
+        # Each line is its own send(): without this, Nagle holds the
+        # second one until the server's delayed ACK (40 ms).
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.lines = []
+        self.cursor = 0
+        self.closed = False
+        self._buf = b""
+        self.nick = None
+        self.caps_available = {}   # CAP LS: name -> value ("" when none)
+        self.caps_enabled = set()  # CAP ACK
+        self.isupport = {}         # 005 tokens: name -> value ("" when none)
+        self.account = None        # after SASL: the 900 account name
+
+    # -- I/O
+
+    def send(self, line):
+        """Sends one line; CR LF is added here (RFC 1459 section 2.3)."""
+        if "\r" in line or "\n" in line:
+            raise ValueError("IRC line with CR or LF: %r" % line)
+        self.sock.sendall((line + "\r\n").encode("utf-8", "surrogateescape"))
+
+    def _take(self, raw):
+        line = raw.decode("utf-8", "surrogateescape")
+        self.lines.append(line)
+        if "PING" in line:
+            _, _, command, params = irc_parse(line)
+            if command == "PING":
+                try:
+                    self.send("PONG :%s" % (params[-1] if params else ""))
+                except OSError:
+                    pass
+
+    def _fill(self, timeout):
+        """One recv of at most timeout seconds; the complete lines go to
+        self.lines. False once the server has closed the connection."""
+        if self.closed:
+            return False
+        self.sock.settimeout(max(timeout, 0.001))
+        try:
+            chunk = self.sock.recv(65536)
+        except socket.timeout:
+            return True
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self.closed = True
+            if self._buf:
+                self._take(self._buf.rstrip(b"\r"))
+                self._buf = b""
+            return False
+        self._buf += chunk
+        *complete, self._buf = self._buf.split(b"\n")
+        for raw in complete:
+            self._take(raw.rstrip(b"\r"))
+        return True
+
+    def mark(self):
+        """An index into self.lines, for wait_line(since=…)."""
+        return len(self.lines)
+
+    def wait_line(self, match, timeout=None, since=None, what=None):
+        """The first line from since (default: the cursor) that match
+        accepts: a regex searched in the raw line, or a predicate of the raw
+        line. Moves the cursor past it. AssertionError after timeout, or at
+        once when the connection is closed and no line matches."""
+        if callable(match):
+            pred = match
+        else:
+            rx = re.compile(match)
+            pred = rx.search
+        timeout = self.timeout if timeout is None else timeout
+        i = self.cursor if since is None else since
+        deadline = time.monotonic() + timeout
+        while True:
+            while i < len(self.lines):
+                if pred(self.lines[i]):
+                    self.cursor = i + 1
+                    return self.lines[i]
+                i += 1
+            left = deadline - time.monotonic()
+            if left <= 0 or self.closed:
+                raise AssertionError(
+                    "%s: no line %s within %.1f s (closed=%s); last lines:\n%s"
+                    % (self.name, what or getattr(match, "__name__", match),
+                       timeout, self.closed, "\n".join(self.lines[-15:])))
+            self._fill(left)
+
+    def wait_command(self, command, test=None, timeout=None, since=None):
+        """wait_line for a command (or numeric) whose parsed line
+        (tags, source, command, params) test accepts; returns the parsed
+        line."""
+        def pred(line):
+            parsed = irc_parse(line)
+            return parsed[2] == command and (test is None or test(parsed))
+        return irc_parse(self.wait_line(pred, timeout, since,
+                                        what="%s" % command))
+
+    def pump(self, seconds):
+        """Reads (and answers PINGs) for a while."""
+        deadline = time.monotonic() + seconds
+        while not self.closed:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._fill(left)
+
+    def wait_closed(self, timeout=None):
+        """Until the server closes the connection (AssertionError if not)."""
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while not self.closed:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("%s: still open after %.1f s"
+                                     % (self.name, timeout))
+            self._fill(left)
+
+    def close(self):
+        self.closed = True
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    # -- registration (RFC 2812 section 3.1, IRCv3 capability negotiation)
+
+    def _cap_ls(self, timeout):
+        """Reads the CAP LS reply, one line or several ("CAP * LS * :…"
+        continuations, version 302)."""
+        while True:
+            _, _, _, params = self.wait_command(
+                "CAP", lambda p: len(p[3]) >= 3 and p[3][1] == "LS",
+                timeout)
+            for item in params[-1].split():
+                name, _, value = item.partition("=")
+                self.caps_available[name] = value
+            if not (len(params) >= 4 and params[2] == "*"):
+                return
+
+    def authenticate_plain(self, account, password, timeout=None):
+        """SASL PLAIN (RFC 4616) through AUTHENTICATE, before CAP END;
+        returns the final numeric ("903" on success) and sets
+        self.account from 900."""
+        since = self.mark()
+        self.send("AUTHENTICATE PLAIN")
+        line = self.wait_line(
+            lambda l: _irc_command(l) in ("AUTHENTICATE",) + _SASL_DONE,
+            timeout, what="AUTHENTICATE +")
+        _, _, command, params = irc_parse(line)
+        if command != "AUTHENTICATE":
+            return command
+        payload = base64.b64encode(("%s\0%s\0%s" % (account, account,
+                                                    password)).encode())
+        payload = payload.decode()
+        # 400-byte chunks; one of exactly 400 is followed by "+".
+        chunks = [payload[i:i + 400] for i in range(0, len(payload), 400)]
+        if not chunks or len(chunks[-1]) == 400:
+            chunks.append("+")
+        for chunk in chunks:
+            self.send("AUTHENTICATE %s" % chunk)
+        _, _, command, params = irc_parse(self.wait_line(
+            lambda l: _irc_command(l) in _SASL_DONE, timeout,
+            what="SASL result"))
+        if command == "903":
+            for line in self.lines[since:]:
+                _, _, c, p = irc_parse(line)
+                if c == "900" and len(p) >= 3:
+                    self.account = p[2]
+        return command
+
+    def register(self, nick, user=None, realname=None, caps=None, sasl=None,
+                 password=None, timeout=None):
+        """Registers as nick and waits for 001 and the end of the MOTD.
+        caps: the capabilities to request (CAP LS 302 is sent when caps or
+        sasl is given, even if caps is empty); sasl: (account, password)
+        for SASL PLAIN. AssertionError when a capability is refused, SASL
+        fails, or the server answers with an error instead of 001."""
+        user = user or "e2e"
+        realname = realname or nick
+        want = list(caps or [])
+        if sasl is not None and "sasl" not in want:
+            want.append("sasl")
+        negotiate = caps is not None or sasl is not None
+        since = self.mark()
+        if password is not None:
+            self.send("PASS :%s" % password)
+        if negotiate:
+            self.send("CAP LS 302")
+        self.send("NICK %s" % nick)
+        self.send("USER %s 0 * :%s" % (user, realname))
+        if negotiate:
+            self._cap_ls(timeout)
+            if want:
+                self.send("CAP REQ :%s" % " ".join(want))
+                _, _, _, params = self.wait_command(
+                    "CAP", lambda p: len(p[3]) >= 3
+                    and p[3][1] in ("ACK", "NAK"), timeout)
+                if params[1] == "NAK":
+                    raise AssertionError("%s: CAP REQ %s refused (offered: %s)"
+                                         % (self.name, want,
+                                            sorted(self.caps_available)))
+                self.caps_enabled.update(params[-1].split())
+            if sasl is not None:
+                result = self.authenticate_plain(*sasl, timeout=timeout)
+                if result != "903":
+                    raise AssertionError("%s: SASL PLAIN as %s failed: %s"
+                                         % (self.name, sasl[0], result))
+            self.send("CAP END")
+        _, _, command, params = irc_parse(self.wait_line(
+            lambda l: _irc_command(l) in ("001",) + _REGISTER_FAILURES,
+            timeout, what="001"))
+        if command != "001":
+            raise AssertionError("%s: registration as %s failed: %s %s"
+                                 % (self.name, nick, command, params))
+        self.nick = params[0]
+        self.wait_line(lambda l: _irc_command(l) in ("376", "422"), timeout,
+                       what="end of MOTD")
+        for line in self.lines[since:]:
+            _, _, command, params = irc_parse(line)
+            if command == "005":
+                for token in params[1:-1]:
+                    name, _, value = token.partition("=")
+                    self.isupport[name] = value
+        return self
+
+    # -- commands
+
+    def _names_until_end(self, channel, since, timeout):
+        """Nicks of the 353 replies for channel up to its 366 (prefixes
+        and, with userhost-in-names, user@host stripped)."""
+        errors = ("403", "405", "471", "473", "474", "475", "476", "477",
+                  "489")
+
+        def pred(line):
+            _, _, command, params = irc_parse(line)
+            return ((command == "366" or command in errors)
+                    and len(params) >= 2
+                    and params[1].lower() == channel.lower())
+        _, _, command, params = irc_parse(self.wait_line(
+            pred, timeout, since=since, what="366 for %s" % channel))
+        if command != "366":
+            raise AssertionError("%s: %s refused: %s %s"
+                                 % (self.name, channel, command, params))
+        end = self.cursor - 1
+        prefixes = self.isupport.get("PREFIX", "(qaohv)~&@%+")
+        prefixes = prefixes.split(")", 1)[1] if ")" in prefixes else prefixes
+        nicks = set()
+        for line in self.lines[since:end]:
+            _, _, command, params = irc_parse(line)
+            if command == "353" and len(params) >= 3 and \
+                    params[-2].lower() == channel.lower():
+                for entry in params[-1].split():
+                    nicks.add(entry.lstrip(prefixes).split("!", 1)[0])
+        return nicks
+
+    def join(self, channel, timeout=None):
+        """JOINs channel; returns the set of nicks in its NAMES reply."""
+        since = self.mark()
+        self.send("JOIN %s" % channel)
+        return self._names_until_end(channel, since, timeout)
+
+    def names(self, channel, timeout=None):
+        since = self.mark()
+        self.send("NAMES %s" % channel)
+        return self._names_until_end(channel, since, timeout)
+
+    def privmsg(self, target, text):
+        self.send("PRIVMSG %s :%s" % (target, text))
+
+    def notice(self, target, text):
+        self.send("NOTICE %s :%s" % (target, text))
+
+    def quit(self, message="bye", timeout=5):
+        """QUIT, then waits for the server to close the link."""
+        try:
+            self.send("QUIT :%s" % message)
+            self.wait_closed(timeout)
+        except (OSError, AssertionError):
+            pass
+        self.close()
+
+
+def _irc_probe(port, nick, timeout=2):
+    """True once a client registration on port gets 001."""
+    try:
+        c = IrcClient(port, timeout=timeout, name="probe@%d" % port)
+    except OSError:
+        return False
+    try:
+        c.register(nick, timeout=timeout)
+        c.quit(timeout=1)
+        return True
+    except (OSError, AssertionError):
+        c.close()
+        return False
+
+
+def _give_to(path, user):
+    """chown path to user (the caller is root); returns its pwd entry."""
+    pw = pwd.getpwnam(user)
+    os.chown(path, pw.pw_uid, pw.pw_gid)
+    return pw
+
+
+class IrcServer(Process):
+    """What the IRC daemons share: port, server_name, start() that waits
+    until a client registration gets 001 (ready_s: seconds it took),
+    restart() on the same port."""
+
+    def start(self):
+        t0 = time.monotonic()
+        super().start()
+        self.wait_ready()
+        self.ready_s = time.monotonic() - t0
+
+    def wait_ready(self, timeout=15):
+        def ready():
+            if not self.alive():
+                raise AssertionError("%s exited (%s):\n%s" % (
+                    self.name, self.returncode(), tail(self.log_text())))
+            return port_open(self.port) and \
+                _irc_probe(self.port, "e2eprobe%d" % random.randint(0, 9999))
+        wait_for(ready, timeout, interval=0.05,
+                 what="%s port %d" % (self.name, self.port))
+
+    def restart(self):
+        """stop() (SIGTERM by PID), then start again on the same port;
+        returns stop()'s (exit code, seconds)."""
+        rc, took = self.stop(timeout=10)
+        self.start()
+        return rc, took
+
+    def extra_logs(self):
+        return []
+
+
+class NgIRCd(IrcServer):
+    """A private ngIRCd 26 (Debian's) on a free loopback port: plain
+    RFC 2812 with little IRCv3 (CAP LS offers multi-prefix only). Server
+    name irc.localhost, nicks up to 30 characters, no PAM, ident or DNS
+    lookups, no connection limit per IP and no flood penalty
+    (MaxPenaltyTime = 0) so benchmarks are not throttled.
+
+    ngIRCd will not keep uid 0 ("ServerUID must not be root(0), using
+    nobody instead"), and switching itself would clear the parent-death
+    signal (prctl(2): cleared when the effective uid changes), so a killed
+    test runner would leak it: when the tests run as root, setpriv starts
+    it as nobody and sets the parent-death signal after the switch; its
+    folder is nobody's (the pid file). With --nodaemon it stays the child
+    we started (stop by PID) and logs to stderr (its console log)."""
+
+    def __init__(self, lab, name="ngircd", server_name="irc.localhost",
+                 max_nick_length=30):
+        self.lab = lab
+        self.dir = lab.mkdir(name)
+        self.port = free_port()
+        self.server_name = server_name
+        self.cfg = os.path.join(self.dir, "ngircd.conf")
+        self.pid_file = os.path.join(self.dir, "ngircd.pid")
+        self.motd_file = os.path.join(self.dir, "ngircd.motd")
+        self.ready_s = None
+        with open(self.motd_file, "w") as f:
+            f.write("babelfish e2e ngIRCd\n")
+        lines = [
+            "[Global]",
+            "Name = %s" % server_name,
+            "Info = babelfish e2e",
+            "AdminInfo1 = babelfish e2e",
+            "AdminInfo2 = loopback only",
+            "AdminEMail = root@localhost",
+            "Listen = 127.0.0.1",
+            "Ports = %d" % self.port,
+            "PidFile = %s" % self.pid_file,
+            "MotdFile = %s" % self.motd_file,
+            "[Limits]",
+            "MaxConnections = 0",
+            "MaxConnectionsIP = 0",
+            "MaxJoins = 0",
+            "MaxNickLength = %d" % max_nick_length,
+            "MaxPenaltyTime = 0",
+            "PingTimeout = 120",
+            "PongTimeout = 20",
+            "[Options]",
+            "PAM = no",
+            "Ident = no",
+            "DNS = no",
+            "ConnectIPv6 = no",
+            "MorePrivacy = no",
+        ]
+        argv = [NGIRCD, "--nodaemon", "-f", self.cfg]
+        if os.geteuid() == 0:
+            os.chmod(lab.root, 0o711)
+            pw = _give_to(self.dir, "nobody")
+            argv = [SETPRIV, "--reuid=%d" % pw.pw_uid,
+                    "--regid=%d" % pw.pw_gid, "--clear-groups",
+                    "--pdeathsig=TERM"] + argv
+        with open(self.cfg, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        super().__init__(argv,
+                         os.path.join(self.dir, "ngircd.log"),
+                         cwd=self.dir, name=name)
+
+
+class Atheme(Process):
+    """Atheme 7.2 services linked to an InspIRCd (its "inspircd" protocol
+    module speaks the 2.0 protocol, 1202, which InspIRCd 3 still accepts):
+    NickServ (REGISTER, IDENTIFY) and SaslServ (PLAIN). Runs in the
+    foreground (-n, logging to its console; it then tells every user it is
+    "running in debug mode"), its database in its own folder."""
+
+    def __init__(self, ircd):
+        self.ircd = ircd
+        self.dir = ircd.lab.mkdir("atheme")
+        self.data = os.path.join(self.dir, "data")
+        os.makedirs(self.data)
+        self.cfg = os.path.join(self.dir, "atheme.conf")
+        self.pid_file = os.path.join(self.dir, "atheme.pid")
+        self.ready_s = None
+        modules = ["protocol/inspircd", "backend/opensex", "crypto/pbkdf2v2",
+                   "nickserv/main", "nickserv/register", "nickserv/identify",
+                   "nickserv/info", "nickserv/drop", "saslserv/main",
+                   "saslserv/plain"]
+        text = "".join('loadmodule "modules/%s";\n' % m for m in modules)
+        text += """
+serverinfo {
+	name = "%(services)s";
+	desc = "babelfish e2e services";
+	numeric = "0BS";
+	recontime = 1;
+	netname = "BFe2e";
+	hidehostsuffix = "users.localhost";
+	adminname = "e2e";
+	adminemail = "root@localhost";
+	registeremail = "root@localhost";
+	auth = none;
+	loglevel = { admin; error; info; network; };
+	maxlogins = 50;
+	maxusers = 50;
+	maxnicks = 5;
+	maxchans = 5;
+	mdlimit = 30;
+	emaillimit = 10;
+	emailtime = 300;
+};
+
+uplink "%(ircd)s" {
+	host = "127.0.0.1";
+	port = %(port)d;
+	send_password = "%(password)s";
+	receive_password = "%(password)s";
+};
+
+nickserv {
+	nick = "NickServ";
+	user = "NickServ";
+	host = "%(services)s";
+	real = "Nickname Services";
+	maxnicks = 5;
+	expire = 0;
+};
+
+saslserv {
+	nick = "SaslServ";
+	user = "SaslServ";
+	host = "%(services)s";
+	real = "SASL Authentication Agent";
+};
+
+logfile "%(log)s" { error; info; admin; network; register; };
+
+general {
+	permissive_mode = no;
+	helpchan = "#help";
+	maxfd = 1024;
+	flood_msgs = 0;
+	flood_time = 0;
+	ratelimit_uses = 0;
+	ratelimit_period = 0;
+	kline_time = 0;
+	commit_interval = 5;
+	default_clonelimit = 0;
+	uplink_sendq_limit = 1048576;
+	language = "en";
+};
+""" % {"services": ircd.services_name, "ircd": ircd.server_name,
+       "port": ircd.link_port, "password": ircd.link_password,
+       "log": os.path.join(self.dir, "atheme.log")}
+        with open(self.cfg, "w") as f:
+            f.write(text)
+        super().__init__([ATHEME, "-n", "-c", self.cfg, "-D", self.data,
+                          "-l", os.path.join(self.dir, "atheme-main.log"),
+                          "-p", self.pid_file],
+                         os.path.join(self.dir, "console.log"),
+                         cwd=self.dir, name="atheme")
+
+    def start(self):
+        t0 = time.monotonic()
+        since = self.mark()
+        super().start()
+        # m_pong(): the uplink answered the PING after Atheme's burst, so
+        # InspIRCd knows services.localhost and offers sasl from now on.
+        self.wait_log(r"finished synching with uplink", timeout=15,
+                      since=since)
+        self.ready_s = time.monotonic() - t0
+
+
+class InspIRCd(IrcServer):
+    """An IRCv3 server on a free loopback port: Debian's InspIRCd 3.15
+    with its IRCv3 modules (CAP 302, server-time, message-tags,
+    echo-message, batch, labeled-response, msgid, account-tag,
+    account-notify, away-notify, extended-join, multi-prefix,
+    userhost-in-names, cap-notify, chghost, setname, monitor) and, when
+    services is true, Atheme linked on a second loopback port for accounts
+    (register_account: NickServ REGISTER) and SASL PLAIN.
+
+    History: InspIRCd 3 has no CHATHISTORY command (that is InspIRCd 4);
+    m_chanhistory replays the last `history` messages of a channel (mode
+    +H, set on every new channel through defaultmodes) to whoever joins
+    it, in a "chathistory" BATCH with their server-time.
+
+    Registration: InspIRCd 3 completes a registration (001) only on its
+    once-a-second timer, so every client registration takes up to 1 s;
+    Lab.irc_clients() and register_accounts() register in parallel.
+
+    No ident or DNS lookups; the resolver is pointed at 127.0.0.1 anyway so
+    nothing can leave the machine. No flood penalty (fakelag off) and no
+    per-IP limit, for benchmarks. Runs in the foreground (--nofork; as root
+    with --runasroot), stopped by PID, Atheme first; InspIRCd's exit code
+    after SIGTERM is 10. Atheme saves its database when it stops, so the
+    accounts outlive restart()."""
+
+    def __init__(self, lab, name="inspircd", server_name="irc.localhost",
+                 services=True, accounts=None, history=100,
+                 max_nick_length=30):
+        self.lab = lab
+        self.dir = lab.mkdir(name)
+        self.port = free_port()
+        self.link_port = free_port()
+        self.server_name = server_name
+        self.services = services
+        self.services_name = "services.localhost"
+        self.link_password = uuid.uuid4().hex
+        self.cfg = os.path.join(self.dir, "inspircd.conf")
+        self.pid_file = os.path.join(self.dir, "inspircd.pid")
+        self.motd_file = os.path.join(self.dir, "inspircd.motd")
+        self.ircd_log = os.path.join(self.dir, "inspircd.log")
+        self.atheme = None
+        self.ready_s = None
+        with open(self.motd_file, "w") as f:
+            f.write("babelfish e2e InspIRCd\n")
+        modules = ["cap", "ircv3", "ircv3_accounttag", "ircv3_batch",
+                   "ircv3_capnotify", "ircv3_chghost", "ircv3_ctctags",
+                   "ircv3_echomessage", "ircv3_invitenotify",
+                   "ircv3_labeledresponse", "ircv3_msgid",
+                   "ircv3_servertime", "namesx", "uhnames", "monitor",
+                   "setname", "chanhistory", "services_account", "sasl",
+                   "spanningtree", "svshold"]
+        lines = [
+            '<config format="xml">',
+            '<server name="%s" description="babelfish e2e" id="0BF" '
+            'network="BFe2e">' % server_name,
+            '<admin name="e2e" nick="e2e" email="root@localhost">',
+            '<bind address="127.0.0.1" port="%d" type="clients">' % self.port,
+            '<bind address="127.0.0.1" port="%d" type="servers">'
+            % self.link_port,
+            '<connect name="main" allow="*" timeout="20" pingfreq="120" '
+            'hardsendq="16M" softsendq="4M" recvq="64K" threshold="1000" '
+            'commandrate="100000" fakelag="no" localmax="100000" '
+            'globalmax="100000" useident="no" limit="100000" maxchans="100" '
+            'resolvehostnames="no" uniqueusername="no">',
+            '<pid file="%s">' % self.pid_file,
+            '<log method="file" type="* -USERINPUT -USEROUTPUT" '
+            'level="default" target="%s">' % self.ircd_log,
+            '<dns server="127.0.0.1" timeout="1">',
+            # Prefix modes in defaultmodes are given to the channel's
+            # creator (o), H takes the parameter: lines:period.
+            '<options defaultmodes="%s">' % (
+                "notH %d:1d" % history if history else "not"),
+            '<performance nouserdns="yes" clonesonconnect="no" '
+            'quietbursts="yes">',
+            '<security hidesplits="no" hideulines="no">',
+            '<limits maxnick="%d" maxchan="64" maxident="10" maxhost="64" '
+            'maxquit="300" maxtopic="330" maxkick="255" maxreal="128" '
+            'maxaway="200">' % max_nick_length,
+            '<files motd="%s">' % self.motd_file,
+            '<chanhistory maxlines="%d" notice="no" bots="yes" '
+            'prefixmsg="no">' % history,
+            '<sasl target="%s" requiressl="no">' % self.services_name,
+            '<uline server="%s" silent="yes">' % self.services_name,
+            '<link name="%s" ipaddr="127.0.0.1" port="%d" '
+            'allowmask="127.0.0.1/32" timeout="10" sendpass="%s" '
+            'recvpass="%s">' % (self.services_name, self.link_port,
+                                self.link_password, self.link_password),
+        ] + ['<module name="%s">' % m for m in modules]
+        with open(self.cfg, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        argv = [INSPIRCD, "--config=%s" % self.cfg, "--nofork"]
+        if os.geteuid() == 0:
+            argv.append("--runasroot")
+        try:
+            super().__init__(argv, os.path.join(self.dir, "console.log"),
+                             cwd=self.dir, name=name)
+            if accounts:
+                self.register_accounts(accounts)
+        except BaseException:
+            self.stop()
+            raise
+
+    def start(self):
+        t0 = time.monotonic()
+        super().start()
+        if self.services:
+            if self.atheme is None:
+                self.atheme = Atheme(self)
+            else:
+                self.atheme.start()
+        self.ready_s = time.monotonic() - t0
+
+    def stop(self, timeout=5.0, sig=signal.SIGTERM):
+        """Atheme first (so it does not log a reconnect), then InspIRCd;
+        returns InspIRCd's (exit code, seconds) as Process.stop."""
+        if self.atheme is not None:
+            self.atheme.stop(timeout=timeout)
+        return super().stop(timeout=timeout, sig=sig)
+
+    def register_account(self, account, password, email=None, timeout=10):
+        """Creates a services account the way a user does: registers the
+        nick account and sends NickServ REGISTER. Returns the seconds it
+        took."""
+        if not self.services:
+            raise RuntimeError("InspIRCd started without services")
+        t0 = time.monotonic()
+        c = IrcClient(self.port, timeout=timeout, name="register@%d" % self.port)
+        try:
+            c.register(account)
+            c.privmsg("NickServ", "REGISTER %s %s" % (
+                password, email or "%s@example.com" % account))
+            _, _, _, params = c.wait_command(
+                "NOTICE", lambda p: irc_nick(p[1]) == "NickServ")
+            if " is now registered to " not in params[-1]:
+                raise AssertionError("NickServ REGISTER %s: %s"
+                                     % (account, params[-1]))
+            c.quit(timeout=2)
+        finally:
+            c.close()
+        return time.monotonic() - t0
+
+    def register_accounts(self, accounts, timeout=10):
+        """register_account for each {account: password}, in parallel
+        threads; returns the seconds it took."""
+        t0 = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(len(accounts)) as pool:
+            for f in [pool.submit(self.register_account, a, p,
+                                  timeout=timeout)
+                      for a, p in accounts.items()]:
+                f.result()
+        return time.monotonic() - t0
+
+    def extra_logs(self):
+        logs = [("inspircd.log", self.ircd_log)]
+        if self.atheme is not None:
+            logs.append(("atheme console", self.atheme.log_path))
+        return logs
+
+
 # ------------------------------------------------------------ babelfish ---
 
 class Babelfish(Process):
@@ -930,6 +1690,7 @@ class Lab:
         asyncio.set_event_loop(self.loop)
         self.processes = []
         self.clients = []
+        self._irc_clients = []
         self._n = 0
 
     @property
@@ -955,6 +1716,43 @@ class Lab:
         e = Ejabberd(self, components)
         self.processes.append(e)
         return e
+
+    def ngircd(self, **kw):
+        """A started NgIRCd (see the class for kw)."""
+        n = NgIRCd(self, **kw)
+        self.processes.append(n)
+        return n
+
+    def inspircd(self, **kw):
+        """A started InspIRCd, with Atheme unless services=False (see the
+        class for kw)."""
+        i = InspIRCd(self, **kw)
+        self.processes.append(i)
+        return i
+
+    def irc_client(self, server, nick=None, **register_kw):
+        """An IrcClient to server (NgIRCd/InspIRCd), registered as nick
+        (register()'s keywords) unless nick is None; closed by close()."""
+        c = IrcClient(server.port, name=nick)
+        self._irc_clients.append(c)
+        if nick is not None:
+            c.register(nick, **register_kw)
+        return c
+
+    def irc_clients(self, server, specs):
+        """Several registered IrcClients, registering in parallel threads
+        (InspIRCd 3 takes up to 1 s per registration): specs is a list of
+        nicks or (nick, {register() keywords}); returns them in order."""
+        specs = [(s, {}) if isinstance(s, str) else s for s in specs]
+        clients = []
+        for nick, _ in specs:
+            clients.append(IrcClient(server.port, name=nick))
+            self._irc_clients.append(clients[-1])
+        with concurrent.futures.ThreadPoolExecutor(len(specs)) as pool:
+            for f in [pool.submit(c.register, nick, **kw)
+                      for c, (nick, kw) in zip(clients, specs)]:
+                f.result()
+        return clients
 
     def babelfish(self, config_text, **kw):
         b = Babelfish(self, config_text, **kw)
@@ -987,14 +1785,21 @@ class Lab:
             if isinstance(p, Prosody):
                 print("----- prosody debug log, last lines -----\n%s"
                       % tail(p.debug_text(), 40), file=out)
+            for title, path in getattr(p, "extra_logs", list)():
+                print("----- %s %s, last lines -----\n%s"
+                      % (p.name, title, tail(read_text(path), 40)), file=out)
 
     def close(self):
         for c in self.clients:
             c.disconnect()
         self.clients = []
+        for c in self._irc_clients:
+            c.close()
+        self._irc_clients = []
         # babelfish first, so it does not log a pointless reconnect storm.
         for p in sorted(self.processes,
-                        key=lambda p: isinstance(p, (Prosody, Ejabberd))):
+                        key=lambda p: isinstance(p, (Prosody, Ejabberd,
+                                                     IrcServer))):
             p.stop(timeout=5)
         # Cancel what slixmpp left running (its send queue and filters)
         # so closing the loop does not warn about pending coroutines.
