@@ -10,9 +10,11 @@
 
 /* Built-in transports: add one line per transports/<name>/ folder. */
 extern const bf_module bf_echo_module;
+extern const bf_module bf_irc_module;
 
 static const bf_module *const builtins[] = {
     &bf_echo_module,
+    &bf_irc_module,
     NULL,
 };
 

@@ -1,0 +1,208 @@
+"""End-to-end tests of the IRC transport: a real Prosody, a real ngIRCd
+(Debian's), babelfish between them, slixmpp clients on the XMPP side and a
+raw IRC client on the IRC side. Channels as MUC rooms, messages both ways,
+private chats, /me, CR/LF injection attempts, long non-ASCII bodies split
+under the 512-byte limit, leaving, and an IRC server restart."""
+import time
+
+from harness import (E2ETestCase, Lab, babelfish_config, child_text,
+                     irc_nick, irc_parse, main, q, report, stanza_error)
+
+GW = "irc.localhost"
+NS_MUC = "http://jabber.org/protocol/muc"
+NS_MUC_USER = "http://jabber.org/protocol/muc#user"
+
+
+def room(channel):
+    return "%s%%localhost@%s" % (channel, GW)
+
+
+class IrcTest(E2ETestCase):
+    def setUp(self):
+        self.lab = Lab("irc")
+        self.prosody = self.lab.prosody({GW: "s3cret"})
+        self.ircd = self.lab.ngircd()
+        self.bf = self.lab.babelfish(babelfish_config(
+            self.lab, self.prosody,
+            {"irc": {"transport": "irc", "domain": GW, "secret": "s3cret",
+                     "irc_ports": self.ircd.port}}))
+        self.prosody.wait_auth(GW, daemon=self.bf)
+        self.bob = self.lab.irc_client(self.ircd, "bob")
+        self.bob.join("#test")
+        self.alice = self.lab.client(self.prosody, "alice")
+
+    def tearDown(self):
+        self.lab.close()
+
+    def join(self, client, channel, nick):
+        """Joins the room; returns (occupant presences, self-presence,
+        subject message)."""
+        client.send_raw("<presence to='%s/%s'><x xmlns='%s'/></presence>"
+                        % (room(channel), nick, NS_MUC))
+        self_presence = client.wait_stanza(
+            lambda el: el.tag == q("presence")
+            and el.get("from") == "%s/%s" % (room(channel), nick)
+            and any(s.get("code") == "110" for s in
+                    el.iter("{%s}status" % NS_MUC_USER)),
+            what="self-presence with 110")
+        subject = client.wait_message(
+            from_=room(channel),
+            predicate=lambda el: el.find(q("subject")) is not None)
+        return self_presence, subject
+
+    def groupchat(self, client, channel, body):
+        client.send_raw("<message to='%s' type='groupchat' id='g%d'>"
+                        "<body>%s</body></message>"
+                        % (room(channel), int(time.monotonic() * 1e6), body))
+
+    def test_channel_as_room(self):
+        t0 = time.monotonic()
+        self.join(self.alice, "#test", "alice")
+        report("MUC join through IRC: %.1f ms", (time.monotonic() - t0) * 1000)
+        # bob, already there, is an occupant; alice arrives on IRC.
+        self.assertTrue(any(
+            el.tag == q("presence") and el.get("from") == room("#test") + "/bob"
+            for el in self.alice.inbox) or self.alice.wait_stanza(
+                lambda el: el.get("from") == room("#test") + "/bob"))
+        self.bob.wait_command("JOIN", lambda p: irc_nick(p[1]) == "alice")
+
+        # IRC -> XMPP
+        self.bob.privmsg("#test", "hello from IRC, Grüße 🐟")
+        msg = self.alice.wait_message(from_=room("#test") + "/bob")
+        self.assertEqual(msg.get("type"), "groupchat")
+        self.assertEqual(child_text(msg, "body"), "hello from IRC, Grüße 🐟")
+
+        # XMPP -> IRC, and the room's reflection to the sender
+        self.groupchat(self.alice, "#test", "hi bob, 日本語")
+        line = self.bob.wait_command("PRIVMSG", lambda p: irc_nick(p[1]) == "alice")
+        self.assertEqual(line[3], ["#test", "hi bob, 日本語"])
+        echo = self.alice.wait_message(from_=room("#test") + "/alice")
+        self.assertEqual(child_text(echo, "body"), "hi bob, 日本語")
+
+        # /me both ways (XEP-0245 <-> CTCP ACTION)
+        self.groupchat(self.alice, "#test", "/me waves")
+        line = self.bob.wait_command("PRIVMSG", lambda p: irc_nick(p[1]) == "alice")
+        self.assertEqual(line[3][1], "\x01ACTION waves\x01")
+        self.bob.privmsg("#test", "\x01ACTION dances\x01")
+        msg = self.alice.wait_message(from_=room("#test") + "/bob",
+                                      predicate=lambda el: "dances" in
+                                      (child_text(el, "body") or ""))
+        self.assertEqual(child_text(msg, "body"), "/me dances")
+
+    def test_injection_and_long_bodies(self):
+        self.join(self.alice, "#test", "alice")
+        self.bob.wait_command("JOIN", lambda p: irc_nick(p[1]) == "alice")
+        # CR, LF and NUL-free tricks: each line is its own PRIVMSG, never
+        # a command of its own.
+        mark = self.bob.mark()
+        self.groupchat(self.alice, "#test",
+                       "one&#13;&#10;QUIT :pwned&#10;PRIVMSG #test :three&#13;four")
+        texts = []
+        for _ in range(4):
+            line = self.bob.wait_command(
+                "PRIVMSG", lambda p: irc_nick(p[1]) == "alice", since=mark)
+            mark = self.bob.cursor
+            texts.append(line[3][1])
+        self.assertEqual(texts, ["one", "QUIT :pwned", "PRIVMSG #test :three",
+                                 "four"])
+        # alice is still there.
+        self.assertIn("alice", self.bob.names("#test"))
+
+        # 2,000 characters of mixed text: split under 512 bytes (as bob
+        # receives them, prefix included) at character boundaries.
+        body = ("Grüße aus Köln 🐟 日本語のテキスト and some ASCII words " * 60)[:2000]
+        mark = self.bob.mark()
+        self.groupchat(self.alice, "#test", body)
+        pieces = []
+        while sum(len(p) for p in pieces) < len(body.replace(" ", "")):
+            raw = self.bob.wait_line(
+                lambda l: irc_parse(l)[2] == "PRIVMSG"
+                and irc_nick(irc_parse(l)[1]) == "alice", since=mark)
+            mark = self.bob.cursor
+            self.assertLessEqual(len(raw.encode("utf-8")) + 2, 512)
+            pieces.append(irc_parse(raw)[3][1].replace(" ", ""))
+        self.assertEqual("".join(pieces), body.replace(" ", ""))
+        report("2,000-character body: %d PRIVMSGs", len(pieces))
+
+    def test_private_chat(self):
+        self.join(self.alice, "#test", "alice")
+        self.bob.wait_command("JOIN", lambda p: irc_nick(p[1]) == "alice")
+        bob_jid = "bob%%localhost@%s" % GW
+        self.bob.privmsg("alice", "psst")
+        msg = self.alice.wait_message(from_=bob_jid)
+        self.assertEqual(msg.get("type"), "chat")
+        self.assertEqual(child_text(msg, "body"), "psst")
+        self.alice.message(bob_jid, body="yes?", type_="chat")
+        line = self.bob.wait_command("PRIVMSG", lambda p: irc_nick(p[1]) == "alice")
+        self.assertEqual(line[3], ["bob", "yes?"])
+        # CTCP VERSION is answered; an XMPP ping never becomes a CTCP PING.
+        self.bob.privmsg("alice", "\x01VERSION\x01")
+        line = self.bob.wait_command("NOTICE", lambda p: irc_nick(p[1]) == "alice")
+        self.assertTrue(line[3][1].startswith("\x01VERSION babelfish"))
+        reply = self.alice.iq(room("#test") + "/alice",
+                              "<ping xmlns='urn:xmpp:ping'/>")
+        self.assertEqual(reply.get("type"), "result")  # XEP-0410 self-ping
+        self.bob.pump(0.3)
+        self.assertFalse(any("PING" in l and "\x01" in l for l in self.bob.lines))
+
+    def test_leave_and_quit(self):
+        self.join(self.alice, "#test", "alice")
+        self.bob.wait_command("JOIN", lambda p: irc_nick(p[1]) == "alice")
+        self.bob.privmsg("#test", "bye then")
+        self.alice.wait_message(from_=room("#test") + "/bob")
+        # bob leaves: alice sees him go.
+        self.bob.send("PART #test :gone fishing")
+        pres = self.alice.wait_stanza(
+            lambda el: el.tag == q("presence")
+            and el.get("from") == room("#test") + "/bob"
+            and el.get("type") == "unavailable")
+        self.assertEqual(child_text(pres, "status"), "gone fishing")
+        self.bob.join("#test")
+        self.alice.wait_stanza(
+            lambda el: el.tag == q("presence")
+            and el.get("from") == room("#test") + "/bob" and el.get("type") is None)
+        # alice leaves: PART, then QUIT (no channel left).
+        self.alice.send_raw("<presence type='unavailable' to='%s/alice'/>"
+                            % room("#test"))
+        self.bob.wait_command("PART", lambda p: irc_nick(p[1]) == "alice")
+        # No channel left: the connection QUITs (bob shares no channel to
+        # see it; ISON tells).
+        deadline = time.monotonic() + 10
+        while True:
+            mark = self.bob.mark()
+            self.bob.send("ISON alice")
+            reply = self.bob.wait_command("303", since=mark)
+            if reply[3][-1].strip() == "":
+                break
+            self.assertLess(time.monotonic(), deadline, "alice still online")
+            time.sleep(0.1)
+
+    def test_join_errors_and_unknown_addresses(self):
+        reply = self.alice.iq("no-server-here@" + GW,
+                              "<query xmlns='jabber:iq:version'/>")
+        self.assertEqual(reply.get("type"), "error")
+        # A channel that needs a key: not-authorized.
+        self.bob.send("MODE #test +k sesame")  # bob is op: he joined first
+        self.bob.wait_command("MODE")
+        self.alice.send_raw("<presence to='%s/alice'><x xmlns='%s'/></presence>"
+                            % (room("#test"), NS_MUC))
+        err = self.alice.wait_stanza(
+            lambda el: el.tag == q("presence") and el.get("type") == "error")
+        self.assertEqual(stanza_error(err)[1], "not-authorized")
+
+    def test_irc_server_restart(self):
+        self.join(self.alice, "#test", "alice")
+        self.bob.wait_command("JOIN", lambda p: irc_nick(p[1]) == "alice")
+        self.ircd.restart()
+        pres = self.alice.wait_stanza(
+            lambda el: el.tag == q("presence")
+            and el.get("from") == room("#test") + "/alice"
+            and el.get("type") == "unavailable")
+        codes = {s.get("code") for s in pres.iter("{%s}status" % NS_MUC_USER)}
+        self.assertIn("110", codes)
+        self.assertIn("332", codes)
+        self.assertTrue(self.bf.alive())
+
+
+if __name__ == "__main__":
+    main()

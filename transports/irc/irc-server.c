@@ -1,0 +1,451 @@
+/* One IRC connection per (XMPP user, IRC server), shared by all the
+ * user's resources: resolve (libuv getaddrinfo), try each address on each
+ * configured port, register (NICK/USER), answer PING, keep the connection
+ * alive, write lines through the one builder that refuses CR/LF/NUL. */
+#include "irc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "irc-text.h"
+
+#define CONNECT_TIMEOUT_MS 20000u
+
+#define conn_of(handle, member) \
+  ((bf_irc_conn *)((char *)(handle) - offsetof(bf_irc_conn, member)))
+
+static void conn_log(const bf_irc_conn *c, int level, const char *fmt, ...)
+    BF_PRINTF(3, 4);
+static void conn_log(const bf_irc_conn *c, int level, const char *fmt, ...) {
+  char text[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(text, sizeof text, fmt, ap);
+  va_end(ap);
+  c->irc->host->log(c->irc->host, level, "%s on %s: %s", c->user, c->server,
+                    text);
+}
+
+bf_irc_conn *bf_irc_conn_find(bf_irc *irc, const char *user,
+                              const char *server) {
+  for (bf_irc_conn *c = irc->conns; c; c = c->next) {
+    if (c->state != BF_IRC_CLOSING && !c->quitting && !strcmp(c->user, user) &&
+        !strcasecmp(c->server, server))
+      return c;
+  }
+  return NULL;
+}
+
+static void conn_free(bf_irc_conn *c) {
+  while (c->channels) {
+    bf_irc_channel *ch = c->channels;
+    c->channels = ch->next;
+    bf_irc_channel_free(ch);
+  }
+  if (c->addresses)
+    uv_freeaddrinfo(c->addresses);
+  free(c->user);
+  free(c->server);
+  free(c->nick);
+  free(c->wanted_nick);
+  free(c);
+}
+
+static void on_handle_closed(uv_handle_t *handle) {
+  bf_irc_conn *c = handle->data;
+  if (--c->handles == 0 && !c->resolving)
+    conn_free(c);
+}
+
+static void unlink_conn(bf_irc_conn *c) {
+  for (bf_irc_conn **p = &c->irc->conns; *p; p = &(*p)->next) {
+    if (*p == c) {
+      *p = c->next;
+      return;
+    }
+  }
+}
+
+/* Ends the connection: rooms are told why, handles close, the struct goes
+ * when the last one has. */
+static void conn_close(bf_irc_conn *c, const char *reason) {
+  if (c->state == BF_IRC_CLOSING)
+    return;
+  c->state = BF_IRC_CLOSING;
+  unlink_conn(c);
+  bf_irc_on_closed(c, reason);
+  if (c->resolving)
+    uv_cancel((uv_req_t *)&c->resolver); /* on_resolved sees CLOSING */
+  c->handles++; /* held until this function returns */
+  if (c->timer_open) {
+    c->timer_open = false;
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+  }
+  if (c->tcp_open) {
+    c->tcp_open = false;
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+  }
+  if (--c->handles == 0 && !c->resolving)
+    conn_free(c);
+}
+
+/* ---- writing -------------------------------------------------------------- */
+
+typedef struct write_req {
+  uv_write_t req;
+  bf_irc_conn *conn;
+  size_t len;
+  char data[];
+} write_req;
+
+static void on_written(uv_write_t *req, int status) {
+  write_req *w = (write_req *)req;
+  bf_irc_conn *c = w->conn;
+  c->queued -= w->len;
+  free(w);
+  if (status < 0 && status != UV_ECANCELED && c->state != BF_IRC_CLOSING) {
+    conn_log(c, BF_LOG_WARN, "write failed: %s", uv_strerror(status));
+    conn_close(c, "connection lost");
+  }
+}
+
+static int write_line(bf_irc_conn *c, const char *line, size_t len) {
+  if (!c->tcp_open || (c->state != BF_IRC_REGISTERING && c->state != BF_IRC_ONLINE))
+    return BF_ENOTCONN;
+  if (c->queued + len > BF_IRC_WRITE_QUEUE_MAX) {
+    conn_log(c, BF_LOG_WARN, "the server stopped reading (%zu bytes queued)",
+             c->queued);
+    conn_close(c, "the IRC server stopped reading");
+    return BF_ENOBUFS;
+  }
+  write_req *w = malloc(sizeof *w + len);
+  if (!w)
+    return BF_ENOMEM;
+  w->conn = c;
+  w->len = len;
+  memcpy(w->data, line, len);
+  uv_buf_t buf = uv_buf_init(w->data, (unsigned)len);
+  int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_written);
+  if (rc < 0) {
+    free(w);
+    return BF_EIO;
+  }
+  c->queued += len;
+  c->irc->lines_out++;
+  return 0;
+}
+
+int bf_irc_send(bf_irc_conn *c, const char *command, const char *const *params,
+                size_t n, bool trailing) {
+  char line[BF_IRC_LINE_MAX + 1];
+  int len = bf_irc_build(line, sizeof line, command, params, n, trailing);
+  if (len < 0)
+    return len;
+  return write_line(c, line, (size_t)len);
+}
+
+/* ---- reading ---------------------------------------------------------------- */
+
+static void send_registration(bf_irc_conn *c) {
+  const bf_irc *irc = c->irc;
+  const char *nick[] = {c->nick};
+  const char *user[] = {irc->username ? irc->username : c->nick, "0", "*",
+                        irc->realname ? irc->realname : c->nick};
+  (void)bf_irc_send(c, "NICK", nick, 1, false);
+  (void)bf_irc_send(c, "USER", user, 4, true);
+}
+
+/* 433 (nick in use) while registering: try NICK_, then NICK__, … */
+static void next_nick(bf_irc_conn *c) {
+  size_t n = strlen(c->nick);
+  char *nick = n < 30 ? malloc(n + 2) : NULL;
+  if (!nick) {
+    conn_close(c, "no free nick");
+    return;
+  }
+  memcpy(nick, c->nick, n);
+  nick[n] = '_';
+  nick[n + 1] = '\0';
+  free(c->nick);
+  c->nick = nick;
+  const char *params[] = {c->nick};
+  (void)bf_irc_send(c, "NICK", params, 1, false);
+}
+
+static int on_line(void *data, const char *line, size_t len) {
+  bf_irc_conn *c = data;
+  bf_irc_msg *m = &c->msg;
+  c->irc->lines_in++;
+  if (bf_irc_parse(m, line, len) != 0) {
+    conn_log(c, BF_LOG_DEBUG, "ignoring a malformed line of %zu bytes", len);
+    return 0;
+  }
+  if (!strcasecmp(m->command, "PING")) {
+    const char *params[] = {m->n_params ? m->params[m->n_params - 1] : "x"};
+    (void)bf_irc_send(c, "PONG", params, 1, true);
+    return 0;
+  }
+  if (!strcasecmp(m->command, "PONG")) {
+    c->ping_sent = false;
+    return 0;
+  }
+  if (!strcasecmp(m->command, "ERROR")) {
+    conn_log(c, BF_LOG_INFO, "server closed the link: %s",
+             m->n_params ? m->params[0] : "");
+    conn_close(c, m->n_params ? m->params[0] : "closed by the server");
+    return 1;
+  }
+  if (bf_irc_is_numeric(m, 1) && c->state == BF_IRC_REGISTERING) {
+    /* RPL_WELCOME: the first parameter is our nick as the server sees it. */
+    c->state = BF_IRC_ONLINE;
+    if (m->n_params && strcmp(m->params[0], c->nick) != 0) {
+      char *nick = strdup(m->params[0]);
+      if (nick) {
+        free(c->nick);
+        c->nick = nick;
+      }
+    }
+    conn_log(c, BF_LOG_INFO, "registered as %s", c->nick);
+    bf_irc_on_registered(c);
+    return c->state == BF_IRC_CLOSING;
+  }
+  if ((bf_irc_is_numeric(m, 433) || bf_irc_is_numeric(m, 432)) &&
+      c->state == BF_IRC_REGISTERING) {
+    next_nick(c);
+    return c->state == BF_IRC_CLOSING;
+  }
+  bf_irc_on_line(c, m);
+  return c->state == BF_IRC_CLOSING;
+}
+
+static void on_alloc(uv_handle_t *handle, size_t size, uv_buf_t *buf) {
+  (void)handle;
+  static char slab[64 * 1024]; /* one loop, one thread: read straight in */
+  (void)size;
+  *buf = uv_buf_init(slab, sizeof slab);
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+  bf_irc_conn *c = conn_of(stream, tcp);
+  if (nread < 0) {
+    conn_log(c, BF_LOG_INFO, "connection lost: %s",
+             nread == UV_EOF ? "closed by the server" : uv_strerror((int)nread));
+    conn_close(c, "connection to the IRC server lost");
+    return;
+  }
+  c->last_read_ms = uv_now(stream->loop);
+  c->ping_sent = false;
+  (void)bf_irc_reader_feed(&c->reader, buf->base, (size_t)nread, on_line, c);
+}
+
+/* ---- connecting ------------------------------------------------------------- */
+
+static void try_next(bf_irc_conn *c);
+
+/* A failed attempt's socket is closed; then the next pair is tried (the
+ * uv_tcp_t is reused, so not before its close callback). */
+static void on_attempt_closed(uv_handle_t *handle) {
+  bf_irc_conn *c = handle->data;
+  c->handles--;
+  if (c->state == BF_IRC_CLOSING) {
+    if (c->handles == 0 && !c->resolving)
+      conn_free(c);
+    return;
+  }
+  c->address_at = c->address_at->ai_next;
+  try_next(c);
+}
+
+static void attempt_failed(bf_irc_conn *c) {
+  c->tcp_open = false;
+  c->handles++;
+  uv_close((uv_handle_t *)&c->tcp, on_attempt_closed);
+}
+
+static void on_connected(uv_connect_t *req, int status) {
+  bf_irc_conn *c = conn_of(req, connect);
+  if (c->state == BF_IRC_CLOSING)
+    return;
+  if (status < 0) {
+    conn_log(c, BF_LOG_DEBUG, "port %u: %s", c->ports[c->port_at],
+             uv_strerror(status));
+    attempt_failed(c);
+    return;
+  }
+  c->state = BF_IRC_REGISTERING;
+  c->last_read_ms = uv_now(c->irc->host->loop);
+  conn_log(c, BF_LOG_INFO, "connected on port %u", c->ports[c->port_at]);
+  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  send_registration(c);
+}
+
+/* The next (address, port) pair: every address of the first port, then
+ * of the next port. */
+static void try_next(bf_irc_conn *c) {
+  for (;;) {
+    if (!c->address_at) {
+      if (++c->port_at >= c->n_ports) {
+        conn_log(c, BF_LOG_WARN, "cannot connect on any port");
+        conn_close(c, "cannot connect to the IRC server");
+        return;
+      }
+      c->address_at = c->addresses;
+    }
+    if (c->tls[c->port_at]) {
+      /* TLS comes with the next step of the transport. */
+      conn_log(c, BF_LOG_DEBUG, "skipping TLS port %u", c->ports[c->port_at]);
+      c->address_at = NULL;
+      continue;
+    }
+    struct sockaddr_storage sa;
+    memcpy(&sa, c->address_at->ai_addr, c->address_at->ai_addrlen);
+    uint16_t port = htons((uint16_t)c->ports[c->port_at]);
+    if (sa.ss_family == AF_INET) {
+      ((struct sockaddr_in *)&sa)->sin_port = port;
+    } else if (sa.ss_family == AF_INET6) {
+      ((struct sockaddr_in6 *)&sa)->sin6_port = port;
+    } else {
+      c->address_at = c->address_at->ai_next;
+      continue;
+    }
+    uv_tcp_init(c->irc->host->loop, &c->tcp);
+    c->tcp.data = c;
+    c->tcp_open = true;
+    c->state = BF_IRC_CONNECTING;
+    if (uv_tcp_connect(&c->connect, &c->tcp, (struct sockaddr *)&sa,
+                       on_connected) != 0)
+      attempt_failed(c);
+    return;
+  }
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  bf_irc_conn *c = conn_of(req, resolver);
+  c->resolving = false;
+  if (c->state == BF_IRC_CLOSING) {
+    if (res)
+      uv_freeaddrinfo(res);
+    if (c->handles == 0)
+      conn_free(c);
+    return;
+  }
+  if (status < 0) {
+    conn_log(c, BF_LOG_WARN, "cannot resolve: %s", uv_strerror(status));
+    conn_close(c, "cannot resolve the IRC server's name");
+    return;
+  }
+  c->addresses = res;
+  c->address_at = res;
+  c->port_at = 0;
+  if (c->tls[0] && c->n_ports == 1) {
+    conn_log(c, BF_LOG_WARN, "only TLS ports are configured, and TLS is not "
+                             "supported yet");
+  }
+  try_next(c);
+}
+
+static void on_timer(uv_timer_t *timer) {
+  bf_irc_conn *c = conn_of(timer, timer);
+  uint64_t now = uv_now(timer->loop);
+  if (c->state == BF_IRC_RESOLVING || c->state == BF_IRC_CONNECTING ||
+      c->state == BF_IRC_REGISTERING) {
+    if (now - c->last_read_ms >= CONNECT_TIMEOUT_MS) {
+      conn_log(c, BF_LOG_WARN, "no registration within %u s",
+               CONNECT_TIMEOUT_MS / 1000);
+      conn_close(c, "the IRC server did not answer");
+    }
+    return;
+  }
+  if (now - c->last_read_ms < BF_IRC_PING_INTERVAL_MS)
+    return;
+  if (c->ping_sent) {
+    conn_log(c, BF_LOG_WARN, "no answer to PING: connection dead");
+    conn_close(c, "connection to the IRC server timed out");
+    return;
+  }
+  const char *params[] = {"babelfish"};
+  (void)bf_irc_send(c, "PING", params, 1, false);
+  c->ping_sent = true;
+  c->last_read_ms = now;
+}
+
+bf_irc_conn *bf_irc_conn_get(bf_irc *irc, const char *user,
+                             const char *server, const char *nick) {
+  bf_irc_conn *c = bf_irc_conn_find(irc, user, server);
+  if (c)
+    return c;
+  if (!irc->n_ports)
+    return NULL;
+  c = calloc(1, sizeof *c);
+  if (!c || !(c->user = strdup(user)) || !(c->server = strdup(server)) ||
+      !(c->nick = strdup(nick)) || !(c->wanted_nick = strdup(nick))) {
+    if (c)
+      conn_free(c);
+    return NULL;
+  }
+  c->irc = irc;
+  memcpy(c->ports, irc->ports, sizeof c->ports);
+  memcpy(c->tls, irc->tls, sizeof c->tls);
+  c->n_ports = irc->n_ports;
+  bf_irc_reader_init(&c->reader);
+  uv_loop_t *loop = irc->host->loop;
+  uv_timer_init(loop, &c->timer);
+  c->timer.data = c;
+  c->timer_open = true;
+  c->last_read_ms = uv_now(loop);
+  uv_timer_start(&c->timer, on_timer, 5000, 5000);
+  c->state = BF_IRC_RESOLVING;
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+  c->next = irc->conns;
+  irc->conns = c;
+  c->resolving = true;
+  int rc = uv_getaddrinfo(loop, &c->resolver, on_resolved, server, NULL, &hints);
+  if (rc < 0) {
+    c->resolving = false;
+    conn_log(c, BF_LOG_WARN, "cannot resolve: %s", uv_strerror(rc));
+    conn_close(c, "cannot resolve the IRC server's name");
+    return NULL;
+  }
+  conn_log(c, BF_LOG_DEBUG, "connecting as %s", nick);
+  return c;
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  (void)status;
+  bf_irc_conn *c = req->data;
+  free(req);
+  conn_close(c, NULL);
+}
+
+void bf_irc_conn_quit(bf_irc_conn *c, const char *reason) {
+  if ((c->state == BF_IRC_ONLINE || c->state == BF_IRC_REGISTERING) &&
+      !c->quitting) {
+    const char *params[] = {reason ? reason : "Gateway shutting down"};
+    (void)bf_irc_send(c, "QUIT", params, 1, true);
+    /* Let the QUIT reach the server before the socket closes. */
+    uv_shutdown_t *req = malloc(sizeof *req);
+    if (req) {
+      req->data = c;
+      if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) == 0) {
+        c->quitting = true;
+        bf_irc_on_closed(c, reason);
+        return;
+      }
+      free(req);
+    }
+  }
+  conn_close(c, reason);
+}
+
+void bf_irc_conns_close(bf_irc *irc) {
+  while (irc->conns) {
+    bf_irc_conn *c = irc->conns;
+    if (c->state == BF_IRC_ONLINE) {
+      const char *params[] = {"Gateway shutting down"};
+      (void)bf_irc_send(c, "QUIT", params, 1, true);
+    }
+    conn_close(c, "the gateway is shutting down");
+  }
+}

@@ -1,0 +1,148 @@
+/* IRC transport: what its files share.
+ *
+ *   irc.c          the module: configuration, addresses (the Biboumi
+ *                  scheme, SPEC "Addresses"), stanzas from XMPP
+ *   irc-server.c   one IRC connection per (user, IRC server): resolve,
+ *                  connect, register, read and write lines, keepalive
+ *   irc-channel.c  channels as MUC rooms (XEP-0045) and private chats
+ *   irc-proto.c    the IRC line format;  irc-text.c  text conversions
+ */
+#ifndef BF_IRC_H
+#define BF_IRC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include <babelfish/babelfish.h>
+
+#include "irc-proto.h"
+
+#define BF_IRC_NS_MUC "http://jabber.org/protocol/muc"
+#define BF_IRC_NS_MUC_USER "http://jabber.org/protocol/muc#user"
+/* The most ports tried per server (irc_ports). */
+#define BF_IRC_PORTS_MAX 8
+/* Bytes queued to one IRC server before the connection is dropped as
+ * stuck (the server stopped reading). */
+#define BF_IRC_WRITE_QUEUE_MAX (256u * 1024u)
+/* No line from the server for this long: send a PING; no answer to it
+ * within as long again: the connection is dead. */
+#define BF_IRC_PING_INTERVAL_MS (120u * 1000u)
+
+typedef struct bf_irc bf_irc;
+typedef struct bf_irc_conn bf_irc_conn;
+
+/* An XMPP address at the gateway, in IRC terms. */
+typedef struct bf_irc_address {
+  char server[256];            /* "irc.example.org"; "" = the gateway */
+  char name[256];              /* "#chan", "nick", or "" (the server) */
+  bool channel;                /* name is a channel */
+} bf_irc_address;
+
+/* A resource of the user joined to a channel, with its MUC nick. */
+typedef struct bf_irc_member {
+  char *jid;                   /* the user's full JID */
+} bf_irc_member;
+
+typedef struct bf_irc_channel {
+  struct bf_irc_channel *next;
+  char *name;                  /* as the user wrote it, e.g. "#test" */
+  char *room;                  /* "#test%server@GW", the room's bare JID */
+  bf_irc_member *members;      /* the user's resources in the room */
+  size_t n_members;
+  bool joined;                 /* the server confirmed our JOIN */
+  bool names_done;             /* end of NAMES (366) seen */
+  char **occupants;            /* nicks, with their prefix char ('@', '+'…) */
+  size_t n_occupants;
+  char *topic;
+} bf_irc_channel;
+
+struct bf_irc_conn {
+  bf_irc_conn *next;
+  bf_irc *irc;
+  char *user;                  /* the user's bare JID */
+  char *server;                /* the IRC server's name */
+  char *nick;                  /* our current nick */
+  char *wanted_nick;           /* the nick the user asked for */
+  unsigned ports[BF_IRC_PORTS_MAX];
+  bool tls[BF_IRC_PORTS_MAX];
+  size_t n_ports, port_at;
+  struct addrinfo *addresses, *address_at;
+  uv_getaddrinfo_t resolver;
+  uv_tcp_t tcp;
+  uv_connect_t connect;
+  uv_timer_t timer;            /* keepalive and connect timeout */
+  enum {
+    BF_IRC_IDLE, BF_IRC_RESOLVING, BF_IRC_CONNECTING, BF_IRC_REGISTERING,
+    BF_IRC_ONLINE, BF_IRC_CLOSING
+  } state;
+  bool tcp_open, timer_open, resolving;
+  bool quitting;               /* QUIT sent, waiting for the shutdown */
+  bool ping_sent;
+  uint64_t last_read_ms;
+  size_t queued;               /* bytes handed to uv_write, not written */
+  unsigned handles;            /* open uv handles; freed when 0 */
+  bf_irc_reader reader;
+  bf_irc_msg msg;              /* the line being handled */
+  bf_irc_channel *channels;
+};
+
+struct bf_irc {
+  const bf_host *host;
+  const char *fixed_server;    /* irc_server, or NULL */
+  unsigned ports[BF_IRC_PORTS_MAX];
+  bool tls[BF_IRC_PORTS_MAX];
+  size_t n_ports;
+  const char *realname;
+  const char *username;
+  bf_irc_conn *conns;
+  unsigned long lines_in, lines_out;
+};
+
+/* irc.c */
+/* Parses the localpart of a JID at the gateway into *addr; BF_EINVAL if
+ * it is not an IRC address (e.g. no server in multi-server mode). */
+int bf_irc_address_parse(const bf_irc *irc, const char *local,
+                         bf_irc_address *addr);
+/* "NAME%SERVER@GW" (or "NAME@GW" in fixed-server mode; "SERVER@GW" for
+ * the server itself): malloc'd, XEP-0106-escaped where needed. */
+char *bf_irc_jid(const bf_irc *irc, const char *server, const char *name);
+/* Parses "+6697 6667" (a '+' means TLS) into ports/tls: how many, or
+ * BF_EINVAL. */
+int bf_irc_ports_parse(const char *text, unsigned *ports, bool *tls,
+                       size_t max);
+
+/* irc-server.c */
+/* The user's connection to server, or NULL. */
+bf_irc_conn *bf_irc_conn_find(bf_irc *irc, const char *user,
+                              const char *server);
+/* Finds or starts the connection (nick: wanted nick for a new one).
+ * NULL on ENOMEM. */
+bf_irc_conn *bf_irc_conn_get(bf_irc *irc, const char *user,
+                             const char *server, const char *nick);
+/* Sends one line built from params (see bf_irc_build). 0, BF_EINVAL,
+ * BF_E2BIG, BF_ENOTCONN, BF_ENOBUFS. */
+int bf_irc_send(bf_irc_conn *c, const char *command, const char *const *params,
+                size_t n, bool trailing);
+/* QUIT (reason may be NULL) and close. */
+void bf_irc_conn_quit(bf_irc_conn *c, const char *reason);
+void bf_irc_conns_close(bf_irc *irc);
+
+/* irc-channel.c */
+/* The connection is registered: join the channels waiting for it. */
+void bf_irc_on_registered(bf_irc_conn *c);
+/* One line from the server, after the connection's own handling. */
+void bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *msg);
+/* The connection is gone (error, QUIT): rooms leave with reason. */
+void bf_irc_on_closed(bf_irc_conn *c, const char *reason);
+/* XMPP side: presence to a room, groupchat message to a room, chat
+ * message to a nick. 0 or BF_ENOTSUP. */
+int bf_irc_presence(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
+                    const bf_jid *to, const bf_irc_address *addr);
+int bf_irc_message(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
+                   const bf_jid *to, const bf_irc_address *addr);
+void bf_irc_channel_free(bf_irc_channel *ch);
+
+#endif
