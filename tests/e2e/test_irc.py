@@ -11,6 +11,7 @@ from harness import (E2ETestCase, Lab, babelfish_config, child_text,
 GW = "irc.localhost"
 NS_MUC = "http://jabber.org/protocol/muc"
 NS_MUC_USER = "http://jabber.org/protocol/muc#user"
+SANITIZER = r"AddressSanitizer|LeakSanitizer|runtime error:"
 
 
 def room(channel):
@@ -32,7 +33,11 @@ class IrcTest(E2ETestCase):
         self.alice = self.lab.client(self.prosody, "alice")
 
     def tearDown(self):
+        rc, _ = self.bf.stop()
         self.lab.close()
+        log = self.bf.log_text()
+        self.assertNotRegex(log, SANITIZER)
+        self.assertEqual(rc, 0)
 
     def join(self, client, channel, nick):
         """Joins the room; returns (occupant presences, self-presence,

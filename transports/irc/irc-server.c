@@ -260,7 +260,6 @@ static void on_attempt_closed(uv_handle_t *handle) {
 
 static void attempt_failed(bf_irc_conn *c) {
   c->tcp_open = false;
-  c->handles++;
   uv_close((uv_handle_t *)&c->tcp, on_attempt_closed);
 }
 
@@ -313,6 +312,7 @@ static void try_next(bf_irc_conn *c) {
     uv_tcp_init(c->irc->host->loop, &c->tcp);
     c->tcp.data = c;
     c->tcp_open = true;
+    c->handles++;
     c->state = BF_IRC_CONNECTING;
     if (uv_tcp_connect(&c->connect, &c->tcp, (struct sockaddr *)&sa,
                        on_connected) != 0)
@@ -394,6 +394,7 @@ bf_irc_conn *bf_irc_conn_get(bf_irc *irc, const char *user,
   uv_timer_init(loop, &c->timer);
   c->timer.data = c;
   c->timer_open = true;
+  c->handles++;
   c->last_read_ms = uv_now(loop);
   uv_timer_start(&c->timer, on_timer, 5000, 5000);
   c->state = BF_IRC_RESOLVING;

@@ -83,7 +83,9 @@ struct bf_irc_conn {
   bool ping_sent;
   uint64_t last_read_ms;
   size_t queued;               /* bytes handed to uv_write, not written */
-  unsigned handles;            /* open uv handles; freed when 0 */
+  unsigned handles;            /* uv handles initialised and not yet
+                                  closed (their close callbacks pending
+                                  included); the struct is freed at 0 */
   bf_irc_reader reader;
   bf_irc_msg msg;              /* the line being handled */
   bf_irc_channel *channels;
