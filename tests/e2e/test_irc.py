@@ -196,17 +196,42 @@ class IrcTest(E2ETestCase):
         self.assertEqual(stanza_error(err)[1], "not-authorized")
 
     def test_irc_server_restart(self):
+        """The IRC server restarts mid-conversation: alice stays in the
+        room, is told, and is back in it once babelfish has reconnected
+        and rejoined; the conversation goes on."""
         self.join(self.alice, "#test", "alice")
         self.bob.wait_command("JOIN", lambda p: irc_nick(p[1]) == "alice")
+        self.bob.privmsg("#test", "before the restart")
+        self.alice.wait_message(from_=room("#test") + "/bob")
+        t0 = time.monotonic()
         self.ircd.restart()
-        pres = self.alice.wait_stanza(
+        told = self.alice.wait_stanza(
             lambda el: el.tag == q("presence")
             and el.get("from") == room("#test") + "/alice"
-            and el.get("type") == "unavailable")
-        codes = {s.get("code") for s in pres.iter("{%s}status" % NS_MUC_USER)}
-        self.assertIn("110", codes)
-        self.assertIn("332", codes)
-        self.assertTrue(self.bf.alive())
+            and el.get("type") is None
+            and "reconnecting" in (child_text(el, "status") or ""),
+            what="self-presence saying it reconnects")
+        self.assertIn("110", {s.get("code") for s in
+                              told.iter("{%s}status" % NS_MUC_USER)})
+        bob = self.lab.irc_client(self.ircd, "bob")
+        bob.join("#test")
+        bob.wait_command("JOIN", lambda p: irc_nick(p[1]) == "alice",
+                         timeout=15)
+        self.alice.wait_stanza(
+            lambda el: el.tag == q("presence")
+            and el.get("from") == room("#test") + "/alice"
+            and el.get("type") is None and child_text(el, "status") is None,
+            what="self-presence after the rejoin")
+        report("back in the room %.2f s after the IRC server restart",
+               time.monotonic() - t0)
+        bob.privmsg("#test", "after the restart")
+        msg = self.alice.wait_message(from_=room("#test") + "/bob",
+                                      predicate=lambda el: child_text(el, "body")
+                                      == "after the restart")
+        self.groupchat(self.alice, "#test", "still here")
+        line = bob.wait_command("PRIVMSG", lambda p: irc_nick(p[1]) == "alice")
+        self.assertEqual(line[3], ["#test", "still here"])
+        self.assertTrue(msg is not None and self.bf.alive())
 
 
 if __name__ == "__main__":

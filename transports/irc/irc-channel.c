@@ -236,6 +236,35 @@ void bf_irc_on_closed(bf_irc_conn *c, const char *reason) {
   }
 }
 
+void bf_irc_on_lost(bf_irc_conn *c, const char *status) {
+  for (bf_irc_channel *ch = c->channels; ch; ch = ch->next) {
+    if (ch->names_done) {
+      for (size_t i = 0; i < ch->n_occupants; i++) {
+        if (strcasecmp(nick_of(ch->occupants[i]), c->nick) != 0)
+          occupant_presence(c, ch, ch->occupants[i], "unavailable",
+                            "disconnected from the gateway", NULL, NULL, NULL);
+      }
+      const char *codes[] = {STATUS_SELF, NULL};
+      occupant_presence(c, ch, c->nick, NULL, status, codes, NULL, NULL);
+    }
+    for (size_t i = 0; i < ch->n_occupants; i++)
+      free(ch->occupants[i]);
+    free(ch->occupants);
+    ch->occupants = NULL;
+    ch->n_occupants = 0;
+    ch->joined = ch->names_done = false;
+  }
+}
+
+void bf_irc_rooms_resend(bf_irc *irc) {
+  for (bf_irc_conn *c = irc->conns; c; c = c->next) {
+    for (bf_irc_channel *ch = c->channels; ch; ch = ch->next) {
+      for (size_t i = 0; ch->names_done && i < ch->n_members; i++)
+        send_roster(c, ch, ch->members[i].jid);
+    }
+  }
+}
+
 /* IRC text (any encoding, IRC formatting) to an XMPP body. */
 static char *body_of(const char *text) {
   char *utf8 = bf_irc_to_utf8(text, strlen(text), NULL);

@@ -31,7 +31,8 @@ static void conn_log(const bf_irc_conn *c, int level, const char *fmt, ...) {
 bf_irc_conn *bf_irc_conn_find(bf_irc *irc, const char *user,
                               const char *server) {
   for (bf_irc_conn *c = irc->conns; c; c = c->next) {
-    if (c->state != BF_IRC_CLOSING && !c->quitting && !strcmp(c->user, user) &&
+    if (c->state != BF_IRC_CLOSING && !c->shutting_down &&
+        !strcmp(c->user, user) &&
         !strcasecmp(c->server, server))
       return c;
   }
@@ -68,13 +69,47 @@ static void unlink_conn(bf_irc_conn *c) {
   }
 }
 
-/* Ends the connection: rooms are told why, handles close, the struct goes
- * when the last one has. */
+static bf_irc_conn *conn_new(bf_irc *irc, const char *user, const char *server,
+                             const char *nick);
+static void conn_start(bf_irc_conn *c);
+static void on_timer(uv_timer_t *timer);
+
+/* The connection was lost while the user is in rooms: a new one takes the
+ * rooms over and connects after a backoff (1 s, doubling to 60 s, with
+ * jitter); the users stay in the rooms and are told by a status. */
+static void reconnect_later(bf_irc_conn *c, const char *reason) {
+  bf_irc_conn *n = conn_new(c->irc, c->user, c->server, c->wanted_nick);
+  if (!n)
+    return;
+  n->attempts = c->attempts + 1;
+  unsigned shift = n->attempts > 7 ? 6 : n->attempts - 1;
+  uint64_t delay = 1000u << shift;
+  if (delay > BF_IRC_RECONNECT_MAX_MS)
+    delay = BF_IRC_RECONNECT_MAX_MS;
+  delay += (uint64_t)rand() % (delay / 4 + 1);
+  n->channels = c->channels;
+  c->channels = NULL;
+  char status[400];
+  snprintf(status, sizeof status,
+           "Connection to the IRC server lost (%s); reconnecting in %llu s",
+           reason ? reason : "closed", (unsigned long long)(delay + 999) / 1000);
+  bf_irc_on_lost(n, status);
+  n->state = BF_IRC_IDLE;
+  uv_timer_start(&n->timer, on_timer, delay, 5000);
+  conn_log(n, BF_LOG_INFO, "reconnecting in %llu ms (attempt %u)",
+           (unsigned long long)delay, n->attempts);
+}
+
+/* Ends the connection: handles close, the struct goes when the last one
+ * has. Rooms in use move to a new connection that reconnects, unless the
+ * user or babelfish ended it (quitting, closing). */
 static void conn_close(bf_irc_conn *c, const char *reason) {
   if (c->state == BF_IRC_CLOSING)
     return;
   c->state = BF_IRC_CLOSING;
   unlink_conn(c);
+  if (c->channels && !c->quitting && !c->irc->closing)
+    reconnect_later(c, reason);
   bf_irc_on_closed(c, reason);
   if (c->resolving)
     uv_cancel((uv_req_t *)&c->resolver); /* on_resolved sees CLOSING */
@@ -208,6 +243,7 @@ static int on_line(void *data, const char *line, size_t len) {
       }
     }
     conn_log(c, BF_LOG_INFO, "registered as %s", c->nick);
+    c->attempts = 0;
     bf_irc_on_registered(c);
     return c->state == BF_IRC_CLOSING;
   }
@@ -349,6 +385,10 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 static void on_timer(uv_timer_t *timer) {
   bf_irc_conn *c = conn_of(timer, timer);
   uint64_t now = uv_now(timer->loop);
+  if (c->state == BF_IRC_IDLE) {
+    conn_start(c); /* a reconnection's backoff is over */
+    return;
+  }
   if (c->state == BF_IRC_RESOLVING || c->state == BF_IRC_CONNECTING ||
       c->state == BF_IRC_REGISTERING) {
     if (now - c->last_read_ms >= CONNECT_TIMEOUT_MS) {
@@ -371,14 +411,11 @@ static void on_timer(uv_timer_t *timer) {
   c->last_read_ms = now;
 }
 
-bf_irc_conn *bf_irc_conn_get(bf_irc *irc, const char *user,
-                             const char *server, const char *nick) {
-  bf_irc_conn *c = bf_irc_conn_find(irc, user, server);
-  if (c)
-    return c;
-  if (!irc->n_ports)
-    return NULL;
-  c = calloc(1, sizeof *c);
+/* A connection in state IDLE, in the list, with its timer initialised
+ * (not started). NULL on ENOMEM. */
+static bf_irc_conn *conn_new(bf_irc *irc, const char *user, const char *server,
+                             const char *nick) {
+  bf_irc_conn *c = calloc(1, sizeof *c);
   if (!c || !(c->user = strdup(user)) || !(c->server = strdup(server)) ||
       !(c->nick = strdup(nick)) || !(c->wanted_nick = strdup(nick))) {
     if (c)
@@ -396,21 +433,44 @@ bf_irc_conn *bf_irc_conn_get(bf_irc *irc, const char *user,
   c->timer_open = true;
   c->handles++;
   c->last_read_ms = uv_now(loop);
-  uv_timer_start(&c->timer, on_timer, 5000, 5000);
-  c->state = BF_IRC_RESOLVING;
-  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+  c->state = BF_IRC_IDLE;
   c->next = irc->conns;
   irc->conns = c;
+  return c;
+}
+
+/* Resolves the server's name, then connects (on_resolved). */
+static void conn_start(bf_irc_conn *c) {
+  uv_loop_t *loop = c->irc->host->loop;
+  c->last_read_ms = uv_now(loop);
+  c->state = BF_IRC_RESOLVING;
+  if (c->addresses) {
+    uv_freeaddrinfo(c->addresses);
+    c->addresses = NULL;
+  }
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
   c->resolving = true;
-  int rc = uv_getaddrinfo(loop, &c->resolver, on_resolved, server, NULL, &hints);
+  int rc = uv_getaddrinfo(loop, &c->resolver, on_resolved, c->server, NULL,
+                          &hints);
   if (rc < 0) {
     c->resolving = false;
     conn_log(c, BF_LOG_WARN, "cannot resolve: %s", uv_strerror(rc));
     conn_close(c, "cannot resolve the IRC server's name");
-    return NULL;
+    return;
   }
-  conn_log(c, BF_LOG_DEBUG, "connecting as %s", nick);
-  return c;
+  conn_log(c, BF_LOG_DEBUG, "connecting as %s", c->nick);
+}
+
+bf_irc_conn *bf_irc_conn_get(bf_irc *irc, const char *user,
+                             const char *server, const char *nick) {
+  bf_irc_conn *c = bf_irc_conn_find(irc, user, server);
+  if (c)
+    return c;
+  if (!irc->n_ports || !(c = conn_new(irc, user, server, nick)))
+    return NULL;
+  uv_timer_start(&c->timer, on_timer, 5000, 5000);
+  conn_start(c);
+  return c->state == BF_IRC_CLOSING ? NULL : c;
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status) {
@@ -421,8 +481,9 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
 }
 
 void bf_irc_conn_quit(bf_irc_conn *c, const char *reason) {
+  c->quitting = true; /* whatever happens now, no reconnection */
   if ((c->state == BF_IRC_ONLINE || c->state == BF_IRC_REGISTERING) &&
-      !c->quitting) {
+      !c->shutting_down) {
     const char *params[] = {reason ? reason : "Gateway shutting down"};
     (void)bf_irc_send(c, "QUIT", params, 1, true);
     /* Let the QUIT reach the server before the socket closes. */
@@ -430,7 +491,7 @@ void bf_irc_conn_quit(bf_irc_conn *c, const char *reason) {
     if (req) {
       req->data = c;
       if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) == 0) {
-        c->quitting = true;
+        c->shutting_down = true;
         bf_irc_on_closed(c, reason);
         return;
       }
@@ -441,6 +502,7 @@ void bf_irc_conn_quit(bf_irc_conn *c, const char *reason) {
 }
 
 void bf_irc_conns_close(bf_irc *irc) {
+  irc->closing = true;
   while (irc->conns) {
     bf_irc_conn *c = irc->conns;
     if (c->state == BF_IRC_ONLINE) {

@@ -520,6 +520,12 @@ static size_t find_spans(const line_text *t, span *spans, size_t *stack) {
 
 static char *convert(const char *in, bool styling) {
   size_t len = strlen(in);
+  /* A run of a style starts at a code that turns it on (styles end with
+   * their line), so there are at most as many spans as such codes. */
+  size_t toggles = 0;
+  for (size_t i = 0; i < len; i++)
+    toggles += in[i] == '\x02' || in[i] == '\x1d' || in[i] == '\x1e' ||
+               in[i] == '\x11';
   line_text t = {0};
   span *spans = NULL;
   size_t *stack = NULL;
@@ -528,10 +534,10 @@ static char *convert(const char *in, bool styling) {
   t.off = malloc((len + 1) * sizeof *t.off);
   t.cp = malloc((len + 1) * sizeof *t.cp);
   t.style = malloc(len + 1);
-  spans = malloc((4 * len + 1) * sizeof *spans);
-  stack = malloc((4 * len + 1) * sizeof *stack);
+  spans = malloc((toggles + 1) * sizeof *spans);
+  stack = malloc((toggles + 1) * sizeof *stack);
   /* Text (each byte at most a U+FFFD), two directives per span. */
-  out = malloc(3 * len + 8 * len + 1);
+  out = malloc(3 * len + 2 * toggles + 1);
   if (!t.bytes || !t.off || !t.cp || !t.style || !spans || !stack || !out)
     goto out;
 

@@ -281,6 +281,10 @@ static int irc_on_stanza(void *state, const bf_xml *stanza, const bf_jid *from,
   return bf_irc_message(irc, stanza, from, to, &addr);
 }
 
+/* The XMPP server restarted or the stream came back: clients rejoin by
+ * themselves, but those that stayed get the rooms' state again. */
+static void irc_on_online(void *state) { bf_irc_rooms_resend(state); }
+
 /* When the user's last resource goes, their IRC connections end (no
  * channel is persistent yet). */
 static void irc_on_session_stop(void *state, const bf_jid *user) {
@@ -305,7 +309,7 @@ const bf_module bf_irc_module = {
     .init = irc_init,
     .close = irc_close,
     .on_stanza = irc_on_stanza,
-    .on_online = NULL,
+    .on_online = irc_on_online,
     .on_offline = NULL,
     .flags = 0,
     .register_fields = NULL,

@@ -30,6 +30,8 @@
 /* No line from the server for this long: send a PING; no answer to it
  * within as long again: the connection is dead. */
 #define BF_IRC_PING_INTERVAL_MS (120u * 1000u)
+/* Reconnection backoff cap. */
+#define BF_IRC_RECONNECT_MAX_MS (60u * 1000u)
 
 typedef struct bf_irc bf_irc;
 typedef struct bf_irc_conn bf_irc_conn;
@@ -79,7 +81,9 @@ struct bf_irc_conn {
     BF_IRC_ONLINE, BF_IRC_CLOSING
   } state;
   bool tcp_open, timer_open, resolving;
-  bool quitting;               /* QUIT sent, waiting for the shutdown */
+  bool quitting;               /* ended on purpose: never reconnect */
+  bool shutting_down;          /* QUIT sent, waiting for the shutdown */
+  unsigned attempts;           /* reconnections since the last success */
   bool ping_sent;
   uint64_t last_read_ms;
   size_t queued;               /* bytes handed to uv_write, not written */
@@ -100,6 +104,7 @@ struct bf_irc {
   const char *realname;
   const char *username;
   bf_irc_conn *conns;
+  bool closing;                /* the module is closing: no reconnection */
   unsigned long lines_in, lines_out;
 };
 
@@ -137,8 +142,15 @@ void bf_irc_conns_close(bf_irc *irc);
 void bf_irc_on_registered(bf_irc_conn *c);
 /* One line from the server, after the connection's own handling. */
 void bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *msg);
-/* The connection is gone (error, QUIT): rooms leave with reason. */
+/* The connection is gone (error, QUIT): rooms still on it are left with
+ * reason. */
 void bf_irc_on_closed(bf_irc_conn *c, const char *reason);
+/* c took over the rooms of a lost connection and will reconnect: the
+ * users stay in the rooms (status), the other occupants go, the rooms are
+ * joined again after registration. */
+void bf_irc_on_lost(bf_irc_conn *c, const char *status);
+/* The XMPP stream is back: every joined room's state is sent again. */
+void bf_irc_rooms_resend(bf_irc *irc);
 /* XMPP side: presence to a room, groupchat message to a room, chat
  * message to a nick. 0 or BF_ENOTSUP. */
 int bf_irc_presence(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
