@@ -242,7 +242,8 @@ typedef struct bf_command_call {
 typedef struct bf_command_reply {
   /* Ask for a form (the session goes on): fields non-NULL. fields must
    * outlive the session (static arrays); title, instructions: copied;
-   * values: current values to show, borrowed for the call. */
+   * values: current values to show; read after run returns, so keep them
+   * in call->data (the core owns it) or in static storage. */
   const bf_field *fields;
   size_t n_fields;
   const char *title;

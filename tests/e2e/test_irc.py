@@ -7,6 +7,7 @@ import time
 
 from harness import (E2ETestCase, Lab, babelfish_config, child_text,
                      irc_nick, irc_parse, main, q, report, stanza_error)
+from test_users import command, form_fields, form_xml
 
 GW = "irc.localhost"
 NS_MUC = "http://jabber.org/protocol/muc"
@@ -232,6 +233,86 @@ class IrcTest(E2ETestCase):
         line = bob.wait_command("PRIVMSG", lambda p: irc_nick(p[1]) == "alice")
         self.assertEqual(line[3], ["#test", "still here"])
         self.assertTrue(msg is not None and self.bf.alive())
+
+
+class IrcV3Test(E2ETestCase):
+    """Against InspIRCd + Atheme: per-server settings through the
+    configure command on the server's JID, CAP negotiation and SASL
+    PLAIN."""
+
+    def setUp(self):
+        self.lab = Lab("ircv3")
+        self.prosody = self.lab.prosody({GW: "s3cret"})
+        self.ircd = self.lab.inspircd()
+        self.bf = self.lab.babelfish(babelfish_config(
+            self.lab, self.prosody,
+            {"irc": {"transport": "irc", "domain": GW, "secret": "s3cret",
+                     "irc_ports": self.ircd.port}}))
+        self.prosody.wait_auth(GW, daemon=self.bf)
+        self.alice = self.lab.client(self.prosody, "alice")
+        self.server_jid = "localhost@" + GW
+
+    def tearDown(self):
+        rc, _ = self.bf.stop()
+        self.lab.close()
+        self.assertNotRegex(self.bf.log_text(), SANITIZER)
+        self.assertEqual(rc, 0)
+
+    def configure(self, values):
+        reply, cmd = command(self.alice, "configure", to=self.server_jid)
+        self.assertEqual(cmd.get("status"), "executing",
+                         "no configure form on the server JID")
+        fields = form_fields(cmd)
+        self.assertEqual(fields["sasl_password"][0], "text-private")
+        reply, cmd = command(self.alice, "configure", to=self.server_jid,
+                             action="complete",
+                             sessionid=cmd.get("sessionid"),
+                             form=form_xml(values))
+        self.assertEqual(cmd.get("status"), "completed")
+        return fields
+
+    def test_sasl_login_with_stored_settings(self):
+        self.ircd.register_account("alice_acct", "pw-sasl-123")
+        self.configure({"nick": "alicia", "sasl_user": "alice_acct",
+                        "sasl_password": "pw-sasl-123"})
+        # Read back: the password is never shown.
+        fields = self.configure({"nick": "alicia", "sasl_user": "alice_acct",
+                                 "sasl_password": ""})
+        self.assertEqual(fields["nick"][1], ["alicia"])
+        self.assertEqual(fields["sasl_password"][1], [])
+        self.assertNotIn("pw-sasl-123", self.bf.log_text())
+
+        dave = self.lab.irc_client(self.ircd, "dave")
+        dave.join("#v3")
+        t0 = time.monotonic()
+        self.alice.send_raw("<presence to='%s/alice'><x xmlns='%s'/></presence>"
+                            % (room("#v3"), NS_MUC))
+        pres = self.alice.wait_stanza(
+            lambda el: el.tag == q("presence")
+            and el.get("from") == room("#v3") + "/alicia"
+            and el.get("type") is None, timeout=15,
+            what="self-presence as alicia")
+        codes = {s.get("code") for s in pres.iter("{%s}status" % NS_MUC_USER)}
+        self.assertEqual(codes, {"110", "210"})  # the nick was changed
+        report("join with SASL through InspIRCd: %.2f s", time.monotonic() - t0)
+        dave.wait_command("JOIN", lambda p: irc_nick(p[1]) == "alicia")
+        mark = dave.mark()
+        dave.send("WHOIS alicia")
+        _, _, _, params = dave.wait_command("330", since=mark)
+        self.assertEqual(params[1:3], ["alicia", "alice_acct"])
+
+    def test_sasl_failure_is_told(self):
+        self.ircd.register_account("alice_acct", "pw-sasl-123")
+        self.configure({"sasl_user": "alice_acct", "sasl_password": "wrong"})
+        self.alice.send_raw("<presence to='%s/alice'><x xmlns='%s'/></presence>"
+                            % (room("#v3"), NS_MUC))
+        msg = self.alice.wait_message(from_=self.server_jid, timeout=15)
+        self.assertIn("SASL login as alice_acct failed", child_text(msg, "body"))
+        # The connection goes on without the account: the room is joined.
+        self.alice.wait_stanza(
+            lambda el: el.tag == q("presence")
+            and el.get("from") == room("#v3") + "/alice"
+            and el.get("type") is None, timeout=15)
 
 
 if __name__ == "__main__":

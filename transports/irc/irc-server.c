@@ -11,6 +11,9 @@
 
 #include "irc-text.h"
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
 #define CONNECT_TIMEOUT_MS 20000u
 
 #define conn_of(handle, member) \
@@ -51,6 +54,11 @@ static void conn_free(bf_irc_conn *c) {
   free(c->server);
   free(c->nick);
   free(c->wanted_nick);
+  free(c->pass);
+  free(c->sasl_user);
+  free(c->sasl_password);
+  free(c->realname);
+  free(c->username);
   free(c);
 }
 
@@ -183,13 +191,140 @@ int bf_irc_send(bf_irc_conn *c, const char *command, const char *const *params,
 
 /* ---- reading ---------------------------------------------------------------- */
 
+/* Registration (modern.ircdocs "Connection registration"): PASS, then
+ * CAP LS 302 so that capabilities and SASL are settled before CAP END,
+ * NICK and USER. A server without CAP ignores it (421) and registers. */
 static void send_registration(bf_irc_conn *c) {
   const bf_irc *irc = c->irc;
+  const char *pass[] = {c->pass};
+  const char *cap[] = {"LS", "302"};
   const char *nick[] = {c->nick};
-  const char *user[] = {irc->username ? irc->username : c->nick, "0", "*",
-                        irc->realname ? irc->realname : c->nick};
+  const char *user_name = c->username ? c->username
+                          : irc->username ? irc->username : c->nick;
+  const char *real = c->realname ? c->realname
+                     : irc->realname ? irc->realname : c->nick;
+  const char *user[] = {user_name, "0", "*", real};
+  if (c->pass)
+    (void)bf_irc_send(c, "PASS", pass, 1, true);
+  c->cap_negotiating = bf_irc_send(c, "CAP", cap, 2, false) == 0;
   (void)bf_irc_send(c, "NICK", nick, 1, false);
   (void)bf_irc_send(c, "USER", user, 4, true);
+}
+
+static void cap_end(bf_irc_conn *c) {
+  const char *end[] = {"END"};
+  if (c->cap_negotiating)
+    (void)bf_irc_send(c, "CAP", end, 1, false);
+  c->cap_negotiating = false;
+}
+
+/* A message from the IRC server's JID (irc.net@GW) to the user. */
+static void tell_user(bf_irc_conn *c, const char *text) {
+  const bf_host *host = c->irc->host;
+  char *from = bf_irc_jid(c->irc, c->server, NULL);
+  bf_xml *m = from ? bf_xml_new("message", NULL) : NULL;
+  if (m && !bf_xml_set_attr(m, "from", from) &&
+      !bf_xml_set_attr(m, "to", c->user) &&
+      !bf_xml_set_attr(m, "type", "chat") &&
+      bf_xml_add_text_child(m, "body", NULL, text))
+    (void)host->send(host, m);
+  bf_xml_free(m);
+  free(from);
+}
+
+/* The capabilities babelfish uses, when offered. */
+static bool wanted_cap(const bf_irc_conn *c, const char *name) {
+  static const char *const caps[] = {"multi-prefix", "server-time",
+                                     "message-tags"};
+  for (size_t i = 0; i < sizeof caps / sizeof *caps; i++) {
+    if (!strcmp(name, caps[i]))
+      return true;
+  }
+  return !strcmp(name, "sasl") && c->sasl_user && c->sasl_password;
+}
+
+/* CAP LS / ACK / NAK (IRCv3 capability negotiation 3.2). */
+static void on_cap(bf_irc_conn *c, const bf_irc_msg *m) {
+  if (m->n_params < 3)
+    return;
+  const char *sub = m->params[1];
+  const char *list = m->params[m->n_params - 1];
+  if (!strcasecmp(sub, "LS")) {
+    bool more = m->n_params >= 4 && !strcmp(m->params[2], "*");
+    char req[400] = "";
+    char *copy = strdup(list), *save = NULL;
+    for (char *t = copy ? strtok_r(copy, " ", &save) : NULL; t;
+         t = strtok_r(NULL, " ", &save)) {
+      char *eq = strchr(t, '=');
+      if (eq)
+        *eq = '\0';
+      if (wanted_cap(c, t) && strlen(req) + strlen(t) + 2 < sizeof req) {
+        if (req[0])
+          strcat(req, " ");
+        strcat(req, t);
+      }
+    }
+    free(copy);
+    if (req[0]) {
+      const char *params[] = {"REQ", req};
+      (void)bf_irc_send(c, "CAP", params, 2, true);
+    } else if (!more) {
+      cap_end(c);
+    }
+    return;
+  }
+  if (!strcasecmp(sub, "ACK")) {
+    char *copy = strdup(list), *save = NULL;
+    for (char *t = copy ? strtok_r(copy, " ", &save) : NULL; t;
+         t = strtok_r(NULL, " ", &save)) {
+      c->cap_sasl |= !strcmp(t, "sasl");
+      c->cap_server_time |= !strcmp(t, "server-time");
+      c->cap_message_tags |= !strcmp(t, "message-tags");
+      c->cap_multi_prefix |= !strcmp(t, "multi-prefix");
+    }
+    free(copy);
+    if (c->cap_sasl) {
+      const char *mech[] = {"PLAIN"};
+      (void)bf_irc_send(c, "AUTHENTICATE", mech, 1, false);
+    } else {
+      cap_end(c);
+    }
+    return;
+  }
+  if (!strcasecmp(sub, "NAK"))
+    cap_end(c);
+}
+
+/* SASL PLAIN (IRCv3 sasl-3.1): "AUTHENTICATE +" asks for the payload,
+ * base64(authzid \0 authcid \0 password), sent in 400-byte chunks. */
+static void on_authenticate(bf_irc_conn *c) {
+  unsigned char plain[600];
+  size_t u = strlen(c->sasl_user), p = strlen(c->sasl_password);
+  if (2 * u + p + 2 > sizeof plain) {
+    cap_end(c);
+    return;
+  }
+  memcpy(plain, c->sasl_user, u);
+  plain[u] = '\0';
+  memcpy(plain + u + 1, c->sasl_user, u);
+  plain[2 * u + 1] = '\0';
+  memcpy(plain + 2 * u + 2, c->sasl_password, p);
+  char b64[4 * sizeof plain / 3 + 8];
+  int n = EVP_EncodeBlock((unsigned char *)b64, plain, (int)(2 * u + p + 2));
+  OPENSSL_cleanse(plain, sizeof plain);
+  for (int at = 0; at < n; at += 400) {
+    char chunk[401];
+    int len = n - at < 400 ? n - at : 400;
+    memcpy(chunk, b64 + at, (size_t)len);
+    chunk[len] = '\0';
+    const char *params[] = {chunk};
+    (void)bf_irc_send(c, "AUTHENTICATE", params, 1, false);
+    if (len == 400 && at + 400 == n) {
+      const char *plus[] = {"+"}; /* a last full chunk is followed by + */
+      (void)bf_irc_send(c, "AUTHENTICATE", plus, 1, false);
+    }
+  }
+  OPENSSL_cleanse(b64, sizeof b64);
 }
 
 /* 433 (nick in use) while registering: try NICK_, then NICK__, … */
@@ -224,6 +359,33 @@ static int on_line(void *data, const char *line, size_t len) {
   }
   if (!strcasecmp(m->command, "PONG")) {
     c->ping_sent = false;
+    return 0;
+  }
+  if (!strcasecmp(m->command, "CAP")) {
+    on_cap(c, m);
+    return 0;
+  }
+  if (!strcasecmp(m->command, "AUTHENTICATE")) {
+    if (c->cap_sasl && c->sasl_user && c->sasl_password)
+      on_authenticate(c);
+    return 0;
+  }
+  if (bf_irc_is_numeric(m, 903)) {
+    conn_log(c, BF_LOG_INFO, "SASL login as %s", c->sasl_user);
+    cap_end(c);
+    return 0;
+  }
+  if (bf_irc_is_numeric(m, 902) || bf_irc_is_numeric(m, 904) ||
+      bf_irc_is_numeric(m, 905) || bf_irc_is_numeric(m, 906) ||
+      bf_irc_is_numeric(m, 908)) {
+    char text[512];
+    snprintf(text, sizeof text, "SASL login as %s failed: %s. Check the "
+             "account and password with the configure command on %s.",
+             c->sasl_user ? c->sasl_user : "?",
+             m->n_params ? m->params[m->n_params - 1] : "refused", c->server);
+    conn_log(c, BF_LOG_WARN, "SASL login failed (%s)", m->command);
+    tell_user(c, text);
+    cap_end(c);
     return 0;
   }
   if (!strcasecmp(m->command, "ERROR")) {
@@ -411,6 +573,35 @@ static void on_timer(uv_timer_t *timer) {
   c->last_read_ms = now;
 }
 
+static char *dup_setting(const bf_form *f, const char *var) {
+  const char *value = bf_form_value(f, var);
+  return value && *value ? strdup(value) : NULL;
+}
+
+/* The user's settings for this server, if any (configure command). */
+static void apply_settings(bf_irc_conn *c) {
+  bf_form *f = NULL;
+  if (bf_irc_settings_load(c->irc, c->user, c->server, &f) != 0)
+    return;
+  char *nick = dup_setting(f, "nick");
+  if (nick) {
+    free(c->nick);
+    c->nick = nick;
+  }
+  c->pass = dup_setting(f, "password");
+  c->sasl_user = dup_setting(f, "sasl_user");
+  c->sasl_password = dup_setting(f, "sasl_password");
+  c->realname = dup_setting(f, "realname");
+  c->username = dup_setting(f, "username");
+  const char *ports = bf_form_value(f, "ports");
+  if (ports && *ports) {
+    int n = bf_irc_ports_parse(ports, c->ports, c->tls, BF_IRC_PORTS_MAX);
+    if (n > 0)
+      c->n_ports = (size_t)n;
+  }
+  bf_form_free(f);
+}
+
 /* A connection in state IDLE, in the list, with its timer initialised
  * (not started). NULL on ENOMEM. */
 static bf_irc_conn *conn_new(bf_irc *irc, const char *user, const char *server,
@@ -426,6 +617,7 @@ static bf_irc_conn *conn_new(bf_irc *irc, const char *user, const char *server,
   memcpy(c->ports, irc->ports, sizeof c->ports);
   memcpy(c->tls, irc->tls, sizeof c->tls);
   c->n_ports = irc->n_ports;
+  apply_settings(c);
   bf_irc_reader_init(&c->reader);
   uv_loop_t *loop = irc->host->loop;
   uv_timer_init(loop, &c->timer);

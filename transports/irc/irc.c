@@ -118,6 +118,11 @@ static int irc_init(const bf_host *host, void **state) {
   irc->n_ports = n > 0 ? (size_t)n : 0;
   irc->realname = host->config(host, "realname");
   irc->username = host->config(host, "username");
+  int rc = bf_irc_settings_init(irc);
+  if (rc) {
+    free(irc);
+    return rc;
+  }
   *state = irc;
   return 0;
 }
@@ -298,6 +303,11 @@ static void irc_on_session_stop(void *state, const bf_jid *user) {
   free(bare);
 }
 
+static const bf_command irc_commands[] = {
+    {"configure", "Configure this IRC server", BF_COMMAND_ON_CONTACT,
+     bf_irc_on_server_jid, bf_irc_configure_run},
+};
+
 const bf_module bf_irc_module = {
     .abi_version = BF_MODULE_ABI_VERSION,
     .name = "irc",
@@ -324,6 +334,6 @@ const bf_module bf_irc_module = {
     .on_session_stop = irc_on_session_stop,
     .on_resource = NULL,
     .on_subscribe = NULL,
-    .commands = NULL,
-    .n_commands = 0,
+    .commands = irc_commands,
+    .n_commands = sizeof irc_commands / sizeof *irc_commands,
 };

@@ -68,6 +68,11 @@ struct bf_irc_conn {
   char *server;                /* the IRC server's name */
   char *nick;                  /* our current nick */
   char *wanted_nick;           /* the nick the user asked for */
+  /* From the user's settings for this server (never logged). */
+  char *pass, *sasl_user, *sasl_password, *realname, *username;
+  /* IRCv3 capabilities (CAP LS 302 / REQ / ACK). */
+  bool cap_negotiating;
+  bool cap_sasl, cap_server_time, cap_message_tags, cap_multi_prefix;
   unsigned ports[BF_IRC_PORTS_MAX];
   bool tls[BF_IRC_PORTS_MAX];
   size_t n_ports, port_at;
@@ -120,6 +125,21 @@ char *bf_irc_jid(const bf_irc *irc, const char *server, const char *name);
  * BF_EINVAL. */
 int bf_irc_ports_parse(const char *text, unsigned *ports, bool *tls,
                        size_t max);
+
+/* irc-settings.c: per (user, server) settings and the configure command
+ * on the server's JID. */
+extern const bf_field bf_irc_settings_fields[];
+extern const size_t bf_irc_n_settings_fields;
+/* The configure command: offered on a server's JID (irc.net@GW). */
+bool bf_irc_on_server_jid(void *state, const bf_jid *user, const bf_jid *to);
+int bf_irc_configure_run(void *state, const bf_command_call *call,
+                         bf_command_reply *reply);
+int bf_irc_settings_init(bf_irc *irc);
+/* *out: the stored values (taken), an empty form when none. */
+int bf_irc_settings_load(bf_irc *irc, const char *user, const char *server,
+                         bf_form **out);
+int bf_irc_settings_save(bf_irc *irc, const char *user, const char *server,
+                         const bf_form *values);
 
 /* irc-server.c */
 /* The user's connection to server, or NULL. */

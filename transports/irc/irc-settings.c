@@ -1,0 +1,223 @@
+/* Per user and IRC server settings (nick, server password, SASL, ports,
+ * realname), kept in the module's own table and edited with the
+ * "configure" ad-hoc command on the server's JID (irc.net@GW), as in
+ * Biboumi. Passwords are private form fields: stored, never shown back,
+ * never logged. */
+#include "irc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+static const char *const migrations[] = {
+    "CREATE TABLE irc_settings(gateway TEXT NOT NULL, user TEXT NOT NULL,"
+    " server TEXT NOT NULL, var TEXT NOT NULL, value TEXT NOT NULL,"
+    " PRIMARY KEY (gateway, user, server, var)) WITHOUT ROWID;",
+};
+
+static int valid_ports(const char *value, char *err, size_t err_size) {
+  unsigned ports[BF_IRC_PORTS_MAX];
+  bool tls[BF_IRC_PORTS_MAX];
+  if (bf_irc_ports_parse(value, ports, tls, BF_IRC_PORTS_MAX) > 0)
+    return 0;
+  snprintf(err, err_size, "write ports such as +6697 6667 ('+' = TLS)");
+  return BF_EINVAL;
+}
+
+static int valid_word(const char *value, char *err, size_t err_size) {
+  if (!strpbrk(value, " \t\r\n:!@,"))
+    return 0;
+  snprintf(err, err_size, "no spaces or :!@, here");
+  return BF_EINVAL;
+}
+
+const bf_field bf_irc_settings_fields[] = {
+    {.var = "nick", .type = BF_FIELD_TEXT_SINGLE, .label = "Nickname",
+     .desc = "Used when you connect; empty: your nick in the room you join",
+     .max_length = 30, .validate = valid_word},
+    {.var = "password", .type = BF_FIELD_TEXT_PRIVATE,
+     .label = "Server password (PASS)", .max_length = 256},
+    {.var = "sasl_user", .type = BF_FIELD_TEXT_SINGLE,
+     .label = "SASL account", .desc = "Log in to your services account "
+     "(SASL PLAIN) before joining", .max_length = 64,
+     .validate = valid_word},
+    {.var = "sasl_password", .type = BF_FIELD_TEXT_PRIVATE,
+     .label = "SASL password", .max_length = 256},
+    {.var = "ports", .type = BF_FIELD_TEXT_SINGLE, .label = "Ports",
+     .desc = "e.g. +6697 6667 ('+' = TLS); empty: the gateway's",
+     .max_length = 64, .validate = valid_ports},
+    {.var = "realname", .type = BF_FIELD_TEXT_SINGLE, .label = "Real name",
+     .max_length = 64},
+    {.var = "username", .type = BF_FIELD_TEXT_SINGLE, .label = "User name",
+     .max_length = 16, .validate = valid_word},
+};
+const size_t bf_irc_n_settings_fields =
+    sizeof bf_irc_settings_fields / sizeof bf_irc_settings_fields[0];
+
+int bf_irc_settings_init(bf_irc *irc) {
+  return irc->host->schema(irc->host, migrations,
+                           sizeof migrations / sizeof *migrations);
+}
+
+int bf_irc_settings_load(bf_irc *irc, const char *user, const char *server,
+                         bf_form **out) {
+  sqlite3 *db = irc->host->db(irc->host);
+  sqlite3_stmt *st = NULL;
+  *out = bf_form_new("submit");
+  if (!*out)
+    return BF_ENOMEM;
+  int rc = sqlite3_prepare_v2(db,
+                              "SELECT var, value FROM irc_settings WHERE "
+                              "gateway = ?1 AND user = ?2 AND server = ?3",
+                              -1, &st, NULL) == SQLITE_OK
+               ? 0
+               : BF_EIO;
+  if (!rc) {
+    sqlite3_bind_text(st, 1, irc->host->domain, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, user, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, server, -1, SQLITE_STATIC);
+    int step;
+    while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW)
+      rc = bf_form_set(*out, (const char *)sqlite3_column_text(st, 0),
+                       (const char *)sqlite3_column_text(st, 1));
+    if (!rc && step != SQLITE_DONE)
+      rc = BF_EIO;
+  }
+  sqlite3_finalize(st);
+  if (rc) {
+    irc->host->log(irc->host, BF_LOG_WARN, "cannot read IRC settings: %s",
+                   sqlite3_errmsg(db));
+    bf_form_free(*out);
+    *out = NULL;
+  }
+  return rc;
+}
+
+int bf_irc_settings_save(bf_irc *irc, const char *user, const char *server,
+                         const bf_form *values) {
+  sqlite3 *db = irc->host->db(irc->host);
+  sqlite3_stmt *del = NULL, *ins = NULL;
+  int rc = 0;
+  if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+    return BF_EIO;
+  if (sqlite3_prepare_v2(db, "DELETE FROM irc_settings WHERE gateway = ?1 AND "
+                             "user = ?2 AND server = ?3", -1, &del, NULL) ||
+      sqlite3_prepare_v2(db, "INSERT INTO irc_settings VALUES (?1, ?2, ?3, ?4, "
+                             "?5)", -1, &ins, NULL)) {
+    rc = BF_EIO;
+    goto out;
+  }
+  sqlite3_bind_text(del, 1, irc->host->domain, -1, SQLITE_STATIC);
+  sqlite3_bind_text(del, 2, user, -1, SQLITE_STATIC);
+  sqlite3_bind_text(del, 3, server, -1, SQLITE_STATIC);
+  if (sqlite3_step(del) != SQLITE_DONE) {
+    rc = BF_EIO;
+    goto out;
+  }
+  for (size_t i = 0; i < bf_irc_n_settings_fields; i++) {
+    const char *var = bf_irc_settings_fields[i].var;
+    const char *value = bf_form_value(values, var);
+    if (!value || !*value)
+      continue;
+    sqlite3_reset(ins);
+    sqlite3_bind_text(ins, 1, irc->host->domain, -1, SQLITE_STATIC);
+    sqlite3_bind_text(ins, 2, user, -1, SQLITE_STATIC);
+    sqlite3_bind_text(ins, 3, server, -1, SQLITE_STATIC);
+    sqlite3_bind_text(ins, 4, var, -1, SQLITE_STATIC);
+    sqlite3_bind_text(ins, 5, value, -1, SQLITE_STATIC);
+    if (sqlite3_step(ins) != SQLITE_DONE) {
+      rc = BF_EIO;
+      goto out;
+    }
+  }
+out:
+  sqlite3_finalize(del);
+  sqlite3_finalize(ins);
+  if (rc) {
+    irc->host->log(irc->host, BF_LOG_WARN, "cannot store IRC settings: %s",
+                   sqlite3_errmsg(db));
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+  }
+  return sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK ? 0 : BF_EIO;
+}
+
+int bf_irc_settings_delete_user(bf_irc *irc, const char *user) {
+  sqlite3 *db = irc->host->db(irc->host);
+  sqlite3_stmt *st = NULL;
+  int rc = BF_EIO;
+  if (sqlite3_prepare_v2(db, "DELETE FROM irc_settings WHERE gateway = ?1 AND "
+                             "user = ?2", -1, &st, NULL) == SQLITE_OK) {
+    sqlite3_bind_text(st, 1, irc->host->domain, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, user, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : BF_EIO;
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
+/* ---- the "configure" command on irc.net@GW --------------------------------- */
+
+bool bf_irc_on_server_jid(void *state, const bf_jid *user, const bf_jid *to) {
+  bf_irc_address a;
+  (void)user;
+  return bf_irc_address_parse(state, to->local, &a) == 0 && !a.name[0] &&
+         !to->resource;
+}
+
+int bf_irc_configure_run(void *state, const bf_command_call *call,
+                         bf_command_reply *reply) {
+  bf_irc *irc = state;
+  bf_irc_address a;
+  char *user = bf_jid_bare(call->from);
+  bf_form *current = NULL;
+  int rc = user ? bf_irc_address_parse(irc, call->to->local, &a) : BF_ENOMEM;
+  if (rc)
+    goto out;
+  if (call->step == 0) {
+    if ((rc = bf_irc_settings_load(irc, user, a.server, &current)))
+      goto out;
+    /* Shown after run returns: a copy in the session's data, private
+     * values left out (they are never shown anyway). */
+    for (size_t i = 0; i < bf_irc_n_settings_fields && !rc; i++) {
+      const bf_field *f = &bf_irc_settings_fields[i];
+      const char *value = bf_form_value(current, f->var);
+      if (value && f->type != BF_FIELD_TEXT_PRIVATE)
+        rc = bf_form_set(call->data, f->var, value);
+    }
+    reply->fields = bf_irc_settings_fields;
+    reply->n_fields = bf_irc_n_settings_fields;
+    reply->title = "IRC server settings";
+    reply->instructions = "Used the next time you connect to this server.";
+    reply->values = call->data;
+    reply->next_step = 1;
+    goto out;
+  }
+  /* A private field left empty keeps its stored value (the form never
+   * shows it). */
+  if ((rc = bf_irc_settings_load(irc, user, a.server, &current)))
+    goto out;
+  bf_form *merged = bf_form_new("submit");
+  for (size_t i = 0; merged && i < bf_irc_n_settings_fields; i++) {
+    const bf_field *f = &bf_irc_settings_fields[i];
+    const char *value = bf_form_value(call->form, f->var);
+    if (f->type == BF_FIELD_TEXT_PRIVATE && (!value || !*value))
+      value = bf_form_value(current, f->var);
+    if (value && *value && bf_form_set(merged, f->var, value))
+      rc = BF_ENOMEM;
+  }
+  if (!merged)
+    rc = BF_ENOMEM;
+  if (!rc)
+    rc = bf_irc_settings_save(irc, user, a.server, merged);
+  bf_form_free(merged);
+  if (!rc)
+    snprintf(reply->note, sizeof reply->note,
+             "Saved. They apply the next time you connect to %s.", a.server);
+out:
+  bf_form_free(current);
+  free(user);
+  return rc;
+}
