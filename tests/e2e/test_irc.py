@@ -151,6 +151,25 @@ class IrcTest(E2ETestCase):
         self.bob.pump(0.3)
         self.assertFalse(any("PING" in l and "\x01" in l for l in self.bob.lines))
 
+    def test_raw_commands_to_the_server_jid(self):
+        self.join(self.alice, "#test", "alice")
+        self.bob.wait_command("JOIN", lambda p: irc_nick(p[1]) == "alice")
+        server = "localhost@" + GW
+        self.alice.message(server, body="WHOIS bob", type_="chat")
+        reply = self.alice.wait_message(
+            from_=server, predicate=lambda el: "bob" in (child_text(el, "body") or ""))
+        self.assertEqual(reply.get("type"), "chat")
+        # Two lines, two commands; a malformed one refuses the whole text.
+        self.alice.message(server, body="PRIVMSG bob :raw one\nPRIVMSG bob :raw two",
+                           type_="chat")
+        for text in ("raw one", "raw two"):
+            line = self.bob.wait_command("PRIVMSG", lambda p: irc_nick(p[1]) == "alice")
+            self.assertEqual(line[3], ["bob", text])
+        self.alice.message(server, body=":spoofed!x@y PRIVMSG bob :no", type_="chat")
+        err = self.alice.wait_message(from_=server, predicate=lambda el:
+                                      el.get("type") == "error")
+        self.assertEqual(stanza_error(err)[1], "not-acceptable")
+
     def test_leave_and_quit(self):
         self.join(self.alice, "#test", "alice")
         self.bob.wait_command("JOIN", lambda p: irc_nick(p[1]) == "alice")

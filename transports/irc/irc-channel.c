@@ -381,14 +381,14 @@ static void join_refused(bf_irc_conn *c, const bf_irc_msg *m,
   channel_remove(c, ch);
 }
 
-void bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *m) {
+bool bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *m) {
   const char *cmd = m->command;
   const char *nick = m->nick ? m->nick : "";
   bool me = m->nick && !strcasecmp(m->nick, c->nick);
   bf_irc_channel *ch = NULL;
   if (!strcasecmp(cmd, "JOIN") && m->n_params >= 1) {
     if (!(ch = channel_find(c, m->params[0])))
-      return;
+      return true;
     if (me) {
       ch->joined = true;
     } else {
@@ -399,7 +399,7 @@ void bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *m) {
   } else if (bf_irc_is_numeric(m, 353) && m->n_params >= 4) {
     /* RPL_NAMREPLY: me, symbol, channel, "nick @op +voice" */
     if (!(ch = channel_find(c, m->params[2])) || ch->names_done)
-      return;
+      return true;
     char *names = strdup(m->params[3]);
     char *save = NULL;
     for (char *t = names ? strtok_r(names, " ", &save) : NULL; t;
@@ -408,7 +408,7 @@ void bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *m) {
     free(names);
   } else if (bf_irc_is_numeric(m, 366) && m->n_params >= 2) {
     if (!(ch = channel_find(c, m->params[1])) || ch->names_done)
-      return;
+      return true;
     ch->names_done = true;
     if (occupant_index(ch, c->nick) < 0)
       occupant_add(ch, c->nick);
@@ -416,12 +416,12 @@ void bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *m) {
       send_roster(c, ch, ch->members[i].jid);
   } else if (bf_irc_is_numeric(m, 332) && m->n_params >= 3) {
     if (!(ch = channel_find(c, m->params[1])))
-      return;
+      return true;
     free(ch->topic);
     ch->topic = body_of(m->params[2]);
   } else if (!strcasecmp(cmd, "TOPIC") && m->n_params >= 2) {
     if (!(ch = channel_find(c, m->params[0])))
-      return;
+      return true;
     free(ch->topic);
     ch->topic = body_of(m->params[1]);
     send_subject(c, ch, NULL, nick);
@@ -433,9 +433,9 @@ void bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *m) {
       private_message(c, nick, m->params[1], !strcasecmp(cmd, "NOTICE"));
   } else if (!strcasecmp(cmd, "PART") && m->n_params >= 1) {
     if (!(ch = channel_find(c, m->params[0])))
-      return;
+      return true;
     if (me)
-      return; /* our own PART: the room was already left */
+      return true; /* our own PART: the room was already left */
     ssize_t at = occupant_index(ch, nick);
     if (at >= 0)
       occupant_presence(c, ch, ch->occupants[at], "unavailable",
@@ -480,7 +480,7 @@ void bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *m) {
     }
   } else if (!strcasecmp(cmd, "KICK") && m->n_params >= 2) {
     if (!(ch = channel_find(c, m->params[0])))
-      return;
+      return true;
     const char *victim = m->params[1];
     bool kicked_me = !strcasecmp(victim, c->nick);
     ssize_t at = occupant_index(ch, victim);
@@ -502,7 +502,10 @@ void bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *m) {
     join_refused(c, m, "service-unavailable");   /* full */
   } else if (bf_irc_is_numeric(m, 403) || bf_irc_is_numeric(m, 479)) {
     join_refused(c, m, "item-not-found");        /* no such / bad name */
+  } else {
+    return false;
   }
+  return true;
 }
 
 /* ---- from XMPP ---------------------------------------------------------------- */
@@ -707,8 +710,17 @@ int bf_irc_message(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
    * message), both to the nick. */
   const char *nick = a->channel ? to->resource : a->name;
   if (!nick || !*nick) {
-    reply_error(irc, stanza, "feature-not-implemented",
-                "messages to the IRC server itself are not supported yet");
+    /* To the server's JID: each line is a raw IRC command (Biboumi's
+     * behaviour), e.g. "WHOIS bob" or "MODE #chan +i". */
+    if (!c || c->state != BF_IRC_ONLINE) {
+      reply_error(irc, stanza, "recipient-unavailable",
+                  "not connected to that IRC server: join one of its "
+                  "channels first");
+      return 0;
+    }
+    if (bf_irc_send_raw_text(c, body) != 0)
+      reply_error(irc, stanza, "not-acceptable",
+                  "each line must be one IRC command of at most 510 bytes");
     return 0;
   }
   if (!c || c->state != BF_IRC_ONLINE) {

@@ -180,6 +180,39 @@ static int write_line(bf_irc_conn *c, const char *line, size_t len) {
   return 0;
 }
 
+/* How long after a raw command the server's replies are shown. */
+#define RAW_REPLIES_MS 10000u
+
+int bf_irc_send_raw_text(bf_irc_conn *c, const char *text) {
+  /* Checked whole first: all lines or none. */
+  bf_irc_msg *check = malloc(sizeof *check);
+  char *copy = strdup(text);
+  int rc = check && copy ? 0 : BF_ENOMEM;
+  size_t lines = 0;
+  for (char *save = NULL, *l = copy ? strtok_r(copy, "\r\n", &save) : NULL;
+       l && !rc; l = strtok_r(NULL, "\r\n", &save)) {
+    size_t len = strlen(l);
+    if (len > BF_IRC_LINE_MAX - 2 || bf_irc_parse(check, l, len) != 0 ||
+        check->source || check->n_tags)
+      rc = BF_EINVAL;
+    lines++;
+  }
+  free(copy);
+  free(check);
+  if (rc || !lines)
+    return rc ? rc : BF_EINVAL;
+  copy = strdup(text);
+  for (char *save = NULL, *l = copy ? strtok_r(copy, "\r\n", &save) : NULL;
+       l && !rc; l = strtok_r(NULL, "\r\n", &save)) {
+    char line[BF_IRC_LINE_MAX + 1];
+    int n = snprintf(line, sizeof line, "%s\r\n", l);
+    rc = write_line(c, line, (size_t)n);
+  }
+  free(copy);
+  c->raw_until_ms = uv_now(c->irc->host->loop) + RAW_REPLIES_MS;
+  return rc;
+}
+
 int bf_irc_send(bf_irc_conn *c, const char *command, const char *const *params,
                 size_t n, bool trailing) {
   char line[BF_IRC_LINE_MAX + 1];
@@ -344,6 +377,40 @@ static void next_nick(bf_irc_conn *c) {
   (void)bf_irc_send(c, "NICK", params, 1, false);
 }
 
+/* Lines nothing else handled that the user should see from the server's
+ * JID: notices from the server itself, error numerics, and every reply
+ * while a raw command is recent. */
+static bool server_reply_for_user(const bf_irc_conn *c, const bf_irc_msg *m) {
+  if (c->state != BF_IRC_ONLINE)
+    return false;
+  if (uv_now(c->irc->host->loop) < c->raw_until_ms)
+    return true;
+  if (!strcasecmp(m->command, "NOTICE") && (!m->nick || !m->user))
+    return true; /* from the server, not from a user */
+  int num = atoi(m->command);
+  return num >= 400 && num < 600;
+}
+
+static void show_reply(bf_irc_conn *c, const bf_irc_msg *m) {
+  char text[BF_IRC_READ_MAX];
+  size_t at = 0;
+  /* The parameters after our own nick (numerics) or the target. */
+  for (size_t i = 1; i < m->n_params && at < sizeof text - 1; i++) {
+    int n = snprintf(text + at, sizeof text - at, "%s%s", at ? " " : "",
+                     m->params[i]);
+    at += n > 0 ? (size_t)n : 0;
+  }
+  if (at >= sizeof text)
+    at = sizeof text - 1;
+  text[at] = '\0';
+  char *utf8 = bf_irc_to_utf8(text, at, NULL);
+  char *plain = utf8 ? bf_irc_strip_format(utf8) : NULL;
+  if (plain && *plain)
+    tell_user(c, plain);
+  free(plain);
+  free(utf8);
+}
+
 static int on_line(void *data, const char *line, size_t len) {
   bf_irc_conn *c = data;
   bf_irc_msg *m = &c->msg;
@@ -414,7 +481,8 @@ static int on_line(void *data, const char *line, size_t len) {
     next_nick(c);
     return c->state == BF_IRC_CLOSING;
   }
-  bf_irc_on_line(c, m);
+  if (!bf_irc_on_line(c, m) && server_reply_for_user(c, m))
+    show_reply(c, m);
   return c->state == BF_IRC_CLOSING;
 }
 

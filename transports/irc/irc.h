@@ -91,6 +91,7 @@ struct bf_irc_conn {
   unsigned attempts;           /* reconnections since the last success */
   bool ping_sent;
   uint64_t last_read_ms;
+  uint64_t raw_until_ms;       /* replies shown to the user until then */
   size_t queued;               /* bytes handed to uv_write, not written */
   unsigned handles;            /* uv handles initialised and not yet
                                   closed (their close callbacks pending
@@ -153,6 +154,11 @@ bf_irc_conn *bf_irc_conn_get(bf_irc *irc, const char *user,
  * BF_E2BIG, BF_ENOTCONN, BF_ENOBUFS. */
 int bf_irc_send(bf_irc_conn *c, const char *command, const char *const *params,
                 size_t n, bool trailing);
+/* The user's raw IRC commands, one per line of text (sent as typed,
+ * after a check that each is one well-formed IRC line of at most 510
+ * bytes); the server's replies for the next while go to the user from
+ * the server's JID. 0 or BF_EINVAL (nothing sent). */
+int bf_irc_send_raw_text(bf_irc_conn *c, const char *text);
 /* QUIT (reason may be NULL) and close. */
 void bf_irc_conn_quit(bf_irc_conn *c, const char *reason);
 void bf_irc_conns_close(bf_irc *irc);
@@ -160,8 +166,9 @@ void bf_irc_conns_close(bf_irc *irc);
 /* irc-channel.c */
 /* The connection is registered: join the channels waiting for it. */
 void bf_irc_on_registered(bf_irc_conn *c);
-/* One line from the server, after the connection's own handling. */
-void bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *msg);
+/* One line from the server, after the connection's own handling. True
+ * if it meant something to the rooms or chats. */
+bool bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *msg);
 /* The connection is gone (error, QUIT): rooms still on it are left with
  * reason. */
 void bf_irc_on_closed(bf_irc_conn *c, const char *reason);
