@@ -552,13 +552,28 @@ static int join(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
     return 0;
   }
   (void)from;
-  bf_irc_conn *c = bf_irc_conn_get(irc, bare, a->server, to->resource);
-  if (!c) {
+  bf_irc_conn *c = bf_irc_conn_find(irc, bare, a->server);
+  if (!c && bf_irc_conns_of(irc, bare) >= BF_IRC_SERVERS_PER_USER_MAX) {
+    reply_error(irc, stanza, "policy-violation",
+                "you are connected to as many IRC servers as this gateway "
+                "allows");
+    return 0;
+  }
+  if (!c && !(c = bf_irc_conn_get(irc, bare, a->server, to->resource))) {
     reply_error(irc, stanza, "remote-server-not-found",
                 "cannot connect to that IRC server");
     return 0;
   }
   bf_irc_channel *ch = channel_find(c, a->name);
+  size_t n_channels = 0;
+  for (bf_irc_channel *k = c->channels; k; k = k->next)
+    n_channels++;
+  if (!ch && n_channels >= BF_IRC_CHANNELS_PER_CONN_MAX) {
+    reply_error(irc, stanza, "policy-violation",
+                "you are in as many channels of this server as this gateway "
+                "allows");
+    return 0;
+  }
   bool new_channel = !ch;
   if (!ch) {
     ch = calloc(1, sizeof *ch);

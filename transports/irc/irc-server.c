@@ -42,6 +42,13 @@ bf_irc_conn *bf_irc_conn_find(bf_irc *irc, const char *user,
   return NULL;
 }
 
+size_t bf_irc_conns_of(const bf_irc *irc, const char *user) {
+  size_t n = 0;
+  for (const bf_irc_conn *c = irc->conns; c; c = c->next)
+    n += !strcmp(c->user, user);
+  return n;
+}
+
 static void conn_free(bf_irc_conn *c) {
   while (c->channels) {
     bf_irc_channel *ch = c->channels;

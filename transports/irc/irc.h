@@ -30,6 +30,9 @@
 /* No line from the server for this long: send a PING; no answer to it
  * within as long again: the connection is dead. */
 #define BF_IRC_PING_INTERVAL_MS (120u * 1000u)
+/* Per user: IRC servers connected at once, and channels per server. */
+#define BF_IRC_SERVERS_PER_USER_MAX 16
+#define BF_IRC_CHANNELS_PER_CONN_MAX 200
 /* Reconnection backoff cap. */
 #define BF_IRC_RECONNECT_MAX_MS (60u * 1000u)
 
@@ -146,6 +149,8 @@ int bf_irc_settings_save(bf_irc *irc, const char *user, const char *server,
 /* The user's connection to server, or NULL. */
 bf_irc_conn *bf_irc_conn_find(bf_irc *irc, const char *user,
                               const char *server);
+/* How many connections the user has (all servers). */
+size_t bf_irc_conns_of(const bf_irc *irc, const char *user);
 /* Finds or starts the connection (nick: wanted nick for a new one).
  * NULL on ENOMEM. */
 bf_irc_conn *bf_irc_conn_get(bf_irc *irc, const char *user,
