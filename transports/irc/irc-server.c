@@ -87,7 +87,6 @@ static void unlink_conn(bf_irc_conn *c) {
 static bf_irc_conn *conn_new(bf_irc *irc, const char *user, const char *server,
                              const char *nick);
 static void conn_start(bf_irc_conn *c);
-static void on_timer(uv_timer_t *timer);
 
 /* The connection was lost while the user is in rooms: a new one takes the
  * rooms over and connects after a backoff (1 s, doubling to 60 s, with
@@ -110,7 +109,7 @@ static void reconnect_later(bf_irc_conn *c, const char *reason) {
            reason ? reason : "closed", (unsigned long long)(delay + 999) / 1000);
   bf_irc_on_lost(n, status);
   n->state = BF_IRC_IDLE;
-  uv_timer_start(&n->timer, on_timer, delay, 5000);
+  n->reconnect_at_ms = uv_now(c->irc->host->loop) + delay;
   conn_log(n, BF_LOG_INFO, "reconnecting in %llu ms (attempt %u)",
            (unsigned long long)delay, n->attempts);
 }
@@ -129,10 +128,6 @@ static void conn_close(bf_irc_conn *c, const char *reason) {
   if (c->resolving)
     uv_cancel((uv_req_t *)&c->resolver); /* on_resolved sees CLOSING */
   c->handles++; /* held until this function returns */
-  if (c->timer_open) {
-    c->timer_open = false;
-    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
-  }
   if (c->tcp_open) {
     c->tcp_open = false;
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
@@ -619,11 +614,12 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
   try_next(c);
 }
 
-static void on_timer(uv_timer_t *timer) {
-  bf_irc_conn *c = conn_of(timer, timer);
-  uint64_t now = uv_now(timer->loop);
+/* One connection's timeouts, checked by the module's one sweep timer
+ * (no timer per connection: 4,000 idle connections must cost nothing). */
+static void conn_tick(bf_irc_conn *c, uint64_t now) {
   if (c->state == BF_IRC_IDLE) {
-    conn_start(c); /* a reconnection's backoff is over */
+    if (now >= c->reconnect_at_ms)
+      conn_start(c); /* a reconnection's backoff is over */
     return;
   }
   if (c->state == BF_IRC_RESOLVING || c->state == BF_IRC_CONNECTING ||
@@ -635,7 +631,7 @@ static void on_timer(uv_timer_t *timer) {
     }
     return;
   }
-  if (now - c->last_read_ms < BF_IRC_PING_INTERVAL_MS)
+  if (c->state != BF_IRC_ONLINE || now - c->last_read_ms < BF_IRC_PING_INTERVAL_MS)
     return;
   if (c->ping_sent) {
     conn_log(c, BF_LOG_WARN, "no answer to PING: connection dead");
@@ -646,6 +642,15 @@ static void on_timer(uv_timer_t *timer) {
   (void)bf_irc_send(c, "PING", params, 1, false);
   c->ping_sent = true;
   c->last_read_ms = now;
+}
+
+void bf_irc_conns_tick(bf_irc *irc) {
+  uint64_t now = uv_now(irc->host->loop);
+  for (bf_irc_conn *c = irc->conns, *next; c; c = next) {
+    next = c->next; /* conn_tick may close c, or add a reconnection at the
+                       head of the list */
+    conn_tick(c, now);
+  }
 }
 
 static char *dup_setting(const bf_form *f, const char *var) {
@@ -677,8 +682,7 @@ static void apply_settings(bf_irc_conn *c) {
   bf_form_free(f);
 }
 
-/* A connection in state IDLE, in the list, with its timer initialised
- * (not started). NULL on ENOMEM. */
+/* A connection in state IDLE, in the list. NULL on ENOMEM. */
 static bf_irc_conn *conn_new(bf_irc *irc, const char *user, const char *server,
                              const char *nick) {
   bf_irc_conn *c = calloc(1, sizeof *c);
@@ -694,12 +698,7 @@ static bf_irc_conn *conn_new(bf_irc *irc, const char *user, const char *server,
   c->n_ports = irc->n_ports;
   apply_settings(c);
   bf_irc_reader_init(&c->reader);
-  uv_loop_t *loop = irc->host->loop;
-  uv_timer_init(loop, &c->timer);
-  c->timer.data = c;
-  c->timer_open = true;
-  c->handles++;
-  c->last_read_ms = uv_now(loop);
+  c->last_read_ms = uv_now(irc->host->loop);
   c->state = BF_IRC_IDLE;
   c->next = irc->conns;
   irc->conns = c;
@@ -735,7 +734,6 @@ bf_irc_conn *bf_irc_conn_get(bf_irc *irc, const char *user,
     return c;
   if (!irc->n_ports || !(c = conn_new(irc, user, server, nick)))
     return NULL;
-  uv_timer_start(&c->timer, on_timer, 5000, 5000);
   conn_start(c);
   return c->state == BF_IRC_CLOSING ? NULL : c;
 }

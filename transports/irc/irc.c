@@ -101,6 +101,8 @@ static int irc_check_config(const bf_host *host, char *err, size_t err_size,
   return 0;
 }
 
+static void irc_tick(void *data) { bf_irc_conns_tick(data); }
+
 static int irc_init(const bf_host *host, void **state) {
   if (host->abi_version < 2) {
     host->log(host, BF_LOG_ERROR, "this babelfish is too old for the IRC "
@@ -119,6 +121,9 @@ static int irc_init(const bf_host *host, void **state) {
   irc->realname = host->config(host, "realname");
   irc->username = host->config(host, "username");
   int rc = bf_irc_settings_init(irc);
+  if (!rc)
+    rc = host->timer_start(host, BF_IRC_TICK_MS, BF_IRC_TICK_MS, irc_tick, irc,
+                           &irc->tick_timer);
   if (rc) {
     free(irc);
     return rc;

@@ -33,6 +33,8 @@
 /* Per user: IRC servers connected at once, and channels per server. */
 #define BF_IRC_SERVERS_PER_USER_MAX 16
 #define BF_IRC_CHANNELS_PER_CONN_MAX 200
+/* The module's one timer: connection timeouts are checked this often. */
+#define BF_IRC_TICK_MS 1000u
 /* Reconnection backoff cap. */
 #define BF_IRC_RECONNECT_MAX_MS (60u * 1000u)
 
@@ -83,18 +85,18 @@ struct bf_irc_conn {
   uv_getaddrinfo_t resolver;
   uv_tcp_t tcp;
   uv_connect_t connect;
-  uv_timer_t timer;            /* keepalive and connect timeout */
   enum {
     BF_IRC_IDLE, BF_IRC_RESOLVING, BF_IRC_CONNECTING, BF_IRC_REGISTERING,
     BF_IRC_ONLINE, BF_IRC_CLOSING
   } state;
-  bool tcp_open, timer_open, resolving;
+  bool tcp_open, resolving;
   bool quitting;               /* ended on purpose: never reconnect */
   bool shutting_down;          /* QUIT sent, waiting for the shutdown */
   unsigned attempts;           /* reconnections since the last success */
   bool ping_sent;
   uint64_t last_read_ms;
   uint64_t raw_until_ms;       /* replies shown to the user until then */
+  uint64_t reconnect_at_ms;    /* IDLE: when to connect again */
   size_t queued;               /* bytes handed to uv_write, not written */
   unsigned handles;            /* uv handles initialised and not yet
                                   closed (their close callbacks pending
@@ -114,6 +116,7 @@ struct bf_irc {
   const char *username;
   bf_irc_conn *conns;
   bool closing;                /* the module is closing: no reconnection */
+  uint64_t tick_timer;         /* host timer id */
   unsigned long lines_in, lines_out;
 };
 
@@ -167,6 +170,9 @@ int bf_irc_send_raw_text(bf_irc_conn *c, const char *text);
 /* QUIT (reason may be NULL) and close. */
 void bf_irc_conn_quit(bf_irc_conn *c, const char *reason);
 void bf_irc_conns_close(bf_irc *irc);
+/* Timeouts of every connection: connect, keepalive, reconnect backoff.
+ * Called every BF_IRC_TICK_MS by the module's one timer. */
+void bf_irc_conns_tick(bf_irc *irc);
 
 /* irc-channel.c */
 /* The connection is registered: join the channels waiting for it. */
