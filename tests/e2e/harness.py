@@ -1096,10 +1096,14 @@ class NgIRCd(IrcServer):
     we started (stop by PID) and logs to stderr (its console log)."""
 
     def __init__(self, lab, name="ngircd", server_name="irc.localhost",
-                 max_nick_length=30):
+                 max_nick_length=30, tls=False):
         self.lab = lab
         self.dir = lab.mkdir(name)
         self.port = free_port()
+        # tls: also a TLS port with a self-signed certificate for
+        # localhost / 127.0.0.1; its SHA-256 fingerprint in self.fingerprint.
+        self.tls_port = free_port() if tls else None
+        self.fingerprint = None
         self.server_name = server_name
         self.cfg = os.path.join(self.dir, "ngircd.conf")
         self.pid_file = os.path.join(self.dir, "ngircd.pid")
@@ -1133,6 +1137,24 @@ class NgIRCd(IrcServer):
             "ConnectIPv6 = no",
             "MorePrivacy = no",
         ]
+        if tls:
+            cert = os.path.join(self.dir, "cert.pem")
+            key = os.path.join(self.dir, "key.pem")
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                 "-days", "2", "-subj", "/CN=localhost", "-addext",
+                 "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                 "-keyout", key, "-out", cert],
+                check=True, capture_output=True, timeout=60)
+            out = subprocess.run(
+                ["openssl", "x509", "-in", cert, "-noout", "-fingerprint",
+                 "-sha256"], check=True, capture_output=True, text=True)
+            self.fingerprint = out.stdout.strip().split("=", 1)[1]
+            if os.geteuid() == 0:
+                for path in (cert, key):
+                    _give_to(path, "nobody")
+            lines += ["[SSL]", "CertFile = %s" % cert, "KeyFile = %s" % key,
+                      "Ports = %d" % self.tls_port]
         argv = [NGIRCD, "--nodaemon", "-f", self.cfg]
         if os.geteuid() == 0:
             os.chmod(lab.root, 0o711)

@@ -254,6 +254,61 @@ class IrcTest(E2ETestCase):
         self.assertTrue(msg is not None and self.bf.alive())
 
 
+class IrcTlsTest(E2ETestCase):
+    """TLS to a real ngIRCd with a self-signed certificate: refused with a
+    clear message when verified against the system's CAs, accepted when
+    pinned by its fingerprint (the configure command)."""
+
+    def setUp(self):
+        self.lab = Lab("irc-tls")
+        self.prosody = self.lab.prosody({GW: "s3cret"})
+        self.ircd = self.lab.ngircd(tls=True)
+        self.bf = self.lab.babelfish(babelfish_config(
+            self.lab, self.prosody,
+            {"irc": {"transport": "irc", "domain": GW, "secret": "s3cret",
+                     "irc_ports": "+%d" % self.ircd.tls_port}}))
+        self.prosody.wait_auth(GW, daemon=self.bf)
+        self.alice = self.lab.client(self.prosody, "alice")
+
+    def tearDown(self):
+        rc, _ = self.bf.stop()
+        self.lab.close()
+        self.assertNotRegex(self.bf.log_text(), SANITIZER)
+        self.assertEqual(rc, 0)
+
+    def test_self_signed_refused_then_pinned(self):
+        server_jid = "localhost@" + GW
+        self.alice.send_raw("<presence to='%s/alice'><x xmlns='%s'/></presence>"
+                            % (room("#tls"), NS_MUC))
+        msg = self.alice.wait_message(from_=server_jid, timeout=15)
+        self.assertIn("self-signed", child_text(msg, "body"))
+        self.assertIn(self.ircd.fingerprint, child_text(msg, "body"))
+        # The join fails (no retry loop for a refused certificate).
+        err = self.alice.wait_stanza(
+            lambda el: el.tag == q("presence") and el.get("type") == "error")
+        self.assertEqual(stanza_error(err)[1], "remote-server-not-found")
+        # Pin it, and join.
+        reply, cmd = command(self.alice, "configure", to=server_jid)
+        reply, cmd = command(self.alice, "configure", to=server_jid,
+                             action="complete", sessionid=cmd.get("sessionid"),
+                             form=form_xml({"tls_pin": self.ircd.fingerprint}))
+        self.assertEqual(cmd.get("status"), "completed")
+        bob = self.lab.irc_client(self.ircd, "bob")
+        bob.join("#tls")
+        t0 = time.monotonic()
+        self.alice.send_raw("<presence to='%s/alice'><x xmlns='%s'/></presence>"
+                            % (room("#tls"), NS_MUC))
+        self.alice.wait_stanza(
+            lambda el: el.tag == q("presence")
+            and el.get("from") == room("#tls") + "/alice"
+            and el.get("type") is None, timeout=15, what="joined over TLS")
+        report("join over TLS (pinned): %.1f ms", (time.monotonic() - t0) * 1000)
+        bob.privmsg("#tls", "encrypted hello")
+        got = self.alice.wait_message(from_=room("#tls") + "/bob")
+        self.assertEqual(child_text(got, "body"), "encrypted hello")
+        self.assertRegex(self.bf.log_text(), r"TLS TLSv1\.[23] ")
+
+
 class IrcV3Test(E2ETestCase):
     """Against InspIRCd + Atheme: per-server settings through the
     configure command on the server's JID, CAP negotiation and SASL

@@ -227,11 +227,19 @@ void bf_irc_on_registered(bf_irc_conn *c) {
   }
 }
 
+static void join_failed(bf_irc_conn *c, bf_irc_channel *ch,
+                        const char *condition, const char *text);
+
 void bf_irc_on_closed(bf_irc_conn *c, const char *reason) {
   while (c->channels) {
     bf_irc_channel *ch = c->channels;
     c->channels = ch->next;
-    leave_all(c, ch, reason, STATUS_SHUTDOWN);
+    /* A room being joined fails the join; a joined one is left (332). */
+    if (ch->names_done)
+      leave_all(c, ch, reason, STATUS_SHUTDOWN);
+    else
+      join_failed(c, ch, "remote-server-not-found",
+                  reason ? reason : "cannot reach the IRC server");
     bf_irc_channel_free(ch);
   }
 }
@@ -361,7 +369,14 @@ static void join_refused(bf_irc_conn *c, const bf_irc_msg *m,
   bf_irc_channel *ch = channel_find(c, m->params[1]);
   if (!ch || ch->joined)
     return;
-  const char *text = m->params[m->n_params - 1];
+  join_failed(c, ch, condition, m->params[m->n_params - 1]);
+  channel_remove(c, ch);
+}
+
+/* The join of every member of ch failed: an error presence from the room
+ * (XEP-0045 §7.2.6 and following). */
+static void join_failed(bf_irc_conn *c, bf_irc_channel *ch,
+                        const char *condition, const char *text) {
   for (size_t i = 0; i < ch->n_members; i++) {
     char *from = occupant_jid(ch, c->wanted_nick);
     bf_xml *p = from ? bf_xml_new("presence", NULL) : NULL;
@@ -378,7 +393,6 @@ static void join_refused(bf_irc_conn *c, const bf_irc_msg *m,
     bf_xml_free(p);
     free(from);
   }
-  channel_remove(c, ch);
 }
 
 bool bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *m) {

@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "irc-text.h"
+#include "irc-tls.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -66,6 +67,8 @@ static void conn_free(bf_irc_conn *c) {
   free(c->sasl_password);
   free(c->realname);
   free(c->username);
+  free(c->tls_pin);
+  bf_irc_tls_free(c->tls_session);
   free(c);
 }
 
@@ -114,6 +117,19 @@ static void reconnect_later(bf_irc_conn *c, const char *reason) {
            (unsigned long long)delay, n->attempts);
 }
 
+/* Reconnect only what worked before: a connection that never got into a
+ * room (wrong port, refused certificate, unknown host) fails its joins
+ * instead of retrying forever. */
+static bool was_in_rooms(const bf_irc_conn *c) {
+  if (c->attempts > 0)
+    return true; /* already a reconnection */
+  for (const bf_irc_channel *ch = c->channels; ch; ch = ch->next) {
+    if (ch->names_done)
+      return true;
+  }
+  return false;
+}
+
 /* Ends the connection: handles close, the struct goes when the last one
  * has. Rooms in use move to a new connection that reconnects, unless the
  * user or babelfish ended it (quitting, closing). */
@@ -122,7 +138,7 @@ static void conn_close(bf_irc_conn *c, const char *reason) {
     return;
   c->state = BF_IRC_CLOSING;
   unlink_conn(c);
-  if (c->channels && !c->quitting && !c->irc->closing)
+  if (c->channels && !c->quitting && !c->irc->closing && was_in_rooms(c))
     reconnect_later(c, reason);
   bf_irc_on_closed(c, reason);
   if (c->resolving)
@@ -156,9 +172,8 @@ static void on_written(uv_write_t *req, int status) {
   }
 }
 
-static int write_line(bf_irc_conn *c, const char *line, size_t len) {
-  if (!c->tcp_open || (c->state != BF_IRC_REGISTERING && c->state != BF_IRC_ONLINE))
-    return BF_ENOTCONN;
+/* Bytes to the socket as they are (plain text, or TLS records). */
+static int write_bytes(bf_irc_conn *c, const char *line, size_t len) {
   if (c->queued + len > BF_IRC_WRITE_QUEUE_MAX) {
     conn_log(c, BF_LOG_WARN, "the server stopped reading (%zu bytes queued)",
              c->queued);
@@ -178,8 +193,24 @@ static int write_line(bf_irc_conn *c, const char *line, size_t len) {
     return BF_EIO;
   }
   c->queued += len;
-  c->irc->lines_out++;
   return 0;
+}
+
+static int on_cipher(void *data, const char *buf, size_t len) {
+  return write_bytes(data, buf, len);
+}
+
+static int write_line(bf_irc_conn *c, const char *line, size_t len) {
+  if (!c->tcp_open || (c->state != BF_IRC_REGISTERING && c->state != BF_IRC_ONLINE))
+    return BF_ENOTCONN;
+  c->irc->lines_out++;
+  if (!c->tls_session)
+    return write_bytes(c, line, len);
+  char err[512];
+  int rc = bf_irc_tls_write(c->tls_session, line, len, err, sizeof err);
+  if (rc && rc != BF_ENOBUFS)
+    conn_log(c, BF_LOG_WARN, "TLS: %s", err);
+  return rc;
 }
 
 /* How long after a raw command the server's replies are shown. */
@@ -505,7 +536,41 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   }
   c->last_read_ms = uv_now(stream->loop);
   c->ping_sent = false;
-  (void)bf_irc_reader_feed(&c->reader, buf->base, (size_t)nread, on_line, c);
+  if (!c->tls_session) {
+    (void)bf_irc_reader_feed(&c->reader, buf->base, (size_t)nread, on_line, c);
+    return;
+  }
+  char err[512] = "";
+  bool was_ready = bf_irc_tls_ready(c->tls_session);
+  int rc = bf_irc_tls_read(c->tls_session, buf->base, (size_t)nread, err,
+                           sizeof err);
+  if (!was_ready && bf_irc_tls_ready(c->tls_session)) {
+    char fp[BF_IRC_TLS_FINGERPRINT_SIZE], how[96];
+    if (bf_irc_tls_fingerprint(c->tls_session, fp, sizeof fp) != 0)
+      fp[0] = '\0';
+    conn_log(c, BF_LOG_INFO, "TLS %s, certificate %s",
+             bf_irc_tls_describe(c->tls_session, how, sizeof how), fp);
+  }
+  if (rc < 0 && c->state != BF_IRC_CLOSING) {
+    conn_log(c, BF_LOG_WARN, "TLS: %s", err[0] ? err : bf_strerror(rc));
+    if (rc == BF_EPERM || rc == BF_EPROTO) {
+      char text[700];
+      snprintf(text, sizeof text, "Cannot connect to %s over TLS: %s", c->server,
+               err[0] ? err : bf_strerror(rc));
+      tell_user(c, text);
+    }
+    if (rc == BF_EPERM)
+      c->quitting = true; /* a configuration problem: retrying won't help */
+    conn_close(c, rc == BF_EPERM ? "the IRC server's certificate was refused"
+                                 : "TLS connection to the IRC server failed");
+  }
+}
+
+/* Plaintext out of TLS: the same line reader as a plain connection. */
+static int on_plain(void *data, const char *buf, size_t len) {
+  bf_irc_conn *c = data;
+  int rc = bf_irc_reader_feed(&c->reader, buf, len, on_line, c);
+  return c->state == BF_IRC_CLOSING ? (rc ? rc : 1) : 0;
 }
 
 /* ---- connecting ------------------------------------------------------------- */
@@ -543,8 +608,27 @@ static void on_connected(uv_connect_t *req, int status) {
   }
   c->state = BF_IRC_REGISTERING;
   c->last_read_ms = uv_now(c->irc->host->loop);
-  conn_log(c, BF_LOG_INFO, "connected on port %u", c->ports[c->port_at]);
+  bool tls = c->tls[c->port_at];
+  conn_log(c, BF_LOG_INFO, "connected on port %u%s", c->ports[c->port_at],
+           tls ? " (TLS)" : "");
   uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  if (tls) {
+    char err[512] = "";
+    bf_irc_tls_callbacks cb = {.on_plain = on_plain, .on_cipher = on_cipher,
+                               .data = c};
+    bf_irc_tls_free(c->tls_session);
+    c->tls_session = NULL;
+    int rc = bf_irc_tls_new(&c->tls_session, c->server, c->tls_verify,
+                            c->tls_pin, &cb, err, sizeof err);
+    if (!rc)
+      rc = bf_irc_tls_start(c->tls_session, err, sizeof err);
+    if (rc) {
+      conn_log(c, BF_LOG_WARN, "TLS: %s", err[0] ? err : bf_strerror(rc));
+      conn_close(c, "TLS is not available");
+      return;
+    }
+  }
+  /* With TLS these lines are held until the certificate is accepted. */
   send_registration(c);
 }
 
@@ -559,12 +643,6 @@ static void try_next(bf_irc_conn *c) {
         return;
       }
       c->address_at = c->addresses;
-    }
-    if (c->tls[c->port_at]) {
-      /* TLS comes with the next step of the transport. */
-      conn_log(c, BF_LOG_DEBUG, "skipping TLS port %u", c->ports[c->port_at]);
-      c->address_at = NULL;
-      continue;
     }
     struct sockaddr_storage sa;
     memcpy(&sa, c->address_at->ai_addr, c->address_at->ai_addrlen);
@@ -607,10 +685,6 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
   c->addresses = res;
   c->address_at = res;
   c->port_at = 0;
-  if (c->tls[0] && c->n_ports == 1) {
-    conn_log(c, BF_LOG_WARN, "only TLS ports are configured, and TLS is not "
-                             "supported yet");
-  }
   try_next(c);
 }
 
@@ -673,6 +747,10 @@ static void apply_settings(bf_irc_conn *c) {
   c->sasl_password = dup_setting(f, "sasl_password");
   c->realname = dup_setting(f, "realname");
   c->username = dup_setting(f, "username");
+  c->tls_pin = dup_setting(f, "tls_pin");
+  const char *verify = bf_form_value(f, "tls_verify");
+  if (verify && !strcmp(verify, "0"))
+    c->tls_verify = false;
   const char *ports = bf_form_value(f, "ports");
   if (ports && *ports) {
     int n = bf_irc_ports_parse(ports, c->ports, c->tls, BF_IRC_PORTS_MAX);
@@ -696,6 +774,7 @@ static bf_irc_conn *conn_new(bf_irc *irc, const char *user, const char *server,
   memcpy(c->ports, irc->ports, sizeof c->ports);
   memcpy(c->tls, irc->tls, sizeof c->tls);
   c->n_ports = irc->n_ports;
+  c->tls_verify = irc->tls_verify;
   apply_settings(c);
   bf_irc_reader_init(&c->reader);
   c->last_read_ms = uv_now(irc->host->loop);
@@ -751,6 +830,8 @@ void bf_irc_conn_quit(bf_irc_conn *c, const char *reason) {
       !c->shutting_down) {
     const char *params[] = {reason ? reason : "Gateway shutting down"};
     (void)bf_irc_send(c, "QUIT", params, 1, true);
+    if (c->tls_session)
+      (void)bf_irc_tls_close_notify(c->tls_session);
     /* Let the QUIT reach the server before the socket closes. */
     uv_shutdown_t *req = malloc(sizeof *req);
     if (req) {

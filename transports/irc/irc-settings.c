@@ -5,6 +5,7 @@
  * never logged. */
 #include "irc.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,24 @@ static int valid_word(const char *value, char *err, size_t err_size) {
   return BF_EINVAL;
 }
 
+static int valid_pin(const char *value, char *err, size_t err_size) {
+  size_t hex = 0;
+  for (const char *p = value; *p; p++) {
+    if (isxdigit((unsigned char)*p))
+      hex++;
+    else if (*p != ':') {
+      hex = 0;
+      break;
+    }
+  }
+  if (hex == 64)
+    return 0;
+  snprintf(err, err_size, "a SHA-256 fingerprint is 64 hex digits, e.g. "
+                          "AB:CD:… as openssl x509 -fingerprint -sha256 "
+                          "prints it");
+  return BF_EINVAL;
+}
+
 const bf_field bf_irc_settings_fields[] = {
     {.var = "nick", .type = BF_FIELD_TEXT_SINGLE, .label = "Nickname",
      .desc = "Used when you connect; empty: your nick in the room you join",
@@ -48,6 +67,14 @@ const bf_field bf_irc_settings_fields[] = {
     {.var = "ports", .type = BF_FIELD_TEXT_SINGLE, .label = "Ports",
      .desc = "e.g. +6697 6667 ('+' = TLS); empty: the gateway's",
      .max_length = 64, .validate = valid_ports},
+    {.var = "tls_verify", .type = BF_FIELD_BOOLEAN,
+     .label = "Verify the TLS certificate",
+     .desc = "Against the system's CAs and the server's name",
+     .default_value = "1"},
+    {.var = "tls_pin", .type = BF_FIELD_TEXT_SINGLE,
+     .label = "Trusted certificate (SHA-256 fingerprint)",
+     .desc = "For a self-signed server: AB:CD:…; checked instead of the CAs",
+     .max_length = 95, .validate = valid_pin},
     {.var = "realname", .type = BF_FIELD_TEXT_SINGLE, .label = "Real name",
      .max_length = 64},
     {.var = "username", .type = BF_FIELD_TEXT_SINGLE, .label = "User name",

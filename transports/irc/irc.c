@@ -6,6 +6,7 @@
  * the `%irc.net` part is left out. Localparts are XEP-0106-unescaped
  * first, so `&chan` arrives as `\26chan`. */
 #include "irc.h"
+#include "irc-tls.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -18,7 +19,7 @@
 #define DEFAULT_PORTS "+6697 6667"
 
 static const char *const irc_config_keys[] = {
-    "irc_server", "irc_ports", "realname", "username", NULL,
+    "irc_server", "irc_ports", "irc_tls_verify", "realname", "username", NULL,
 };
 
 static const char *const irc_features[] = {
@@ -76,6 +77,13 @@ static int irc_check_config(const bf_host *host, char *err, size_t err_size,
     *bad_key = "irc_ports";
     return BF_EINVAL;
   }
+  value = host->config(host, "irc_tls_verify");
+  if (value && strcmp(value, "yes") != 0 && strcmp(value, "no") != 0) {
+    snprintf(err, err_size, "irc_tls_verify must be yes or no, not '%s'",
+             value);
+    *bad_key = "irc_tls_verify";
+    return BF_EINVAL;
+  }
   value = host->config(host, "irc_server");
   if (value && !valid_host(value)) {
     snprintf(err, err_size, "irc_server '%s' is not a host name", value);
@@ -118,6 +126,8 @@ static int irc_init(const bf_host *host, void **state) {
   int n = bf_irc_ports_parse(ports ? ports : DEFAULT_PORTS, irc->ports,
                              irc->tls, BF_IRC_PORTS_MAX);
   irc->n_ports = n > 0 ? (size_t)n : 0;
+  const char *verify = host->config(host, "irc_tls_verify");
+  irc->tls_verify = !verify || strcmp(verify, "no") != 0;
   irc->realname = host->config(host, "realname");
   irc->username = host->config(host, "username");
   int rc = bf_irc_settings_init(irc);
@@ -135,6 +145,7 @@ static int irc_init(const bf_host *host, void **state) {
 static void irc_close(void *state) {
   bf_irc *irc = state;
   bf_irc_conns_close(irc);
+  bf_irc_tls_shutdown();
   irc->host->log(irc->host, BF_LOG_INFO, "%lu IRC lines in, %lu out",
                  irc->lines_in, irc->lines_out);
   free(irc);

@@ -75,6 +75,9 @@ struct bf_irc_conn {
   char *wanted_nick;           /* the nick the user asked for */
   /* From the user's settings for this server (never logged). */
   char *pass, *sasl_user, *sasl_password, *realname, *username;
+  char *tls_pin;               /* SHA-256 fingerprint to accept, or NULL */
+  bool tls_verify;             /* check the certificate chain and name */
+  struct bf_irc_tls *tls_session; /* on a TLS port, once connected */
   /* IRCv3 capabilities (CAP LS 302 / REQ / ACK). */
   bool cap_negotiating;
   bool cap_sasl, cap_server_time, cap_message_tags, cap_multi_prefix;
@@ -114,6 +117,7 @@ struct bf_irc {
   size_t n_ports;
   const char *realname;
   const char *username;
+  bool tls_verify;             /* irc_tls_verify (default yes) */
   bf_irc_conn *conns;
   bool closing;                /* the module is closing: no reconnection */
   uint64_t tick_timer;         /* host timer id */
