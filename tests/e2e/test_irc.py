@@ -130,6 +130,28 @@ class IrcTest(E2ETestCase):
         self.assertEqual("".join(pieces), body.replace(" ", ""))
         report("2,000-character body: %d PRIVMSGs", len(pieces))
 
+    def test_flood_control_keeps_order(self):
+        """A 40-line body: the first 20 lines (the bucket's burst at the
+        default 10 lines/s) go at once, the rest as it refills; nothing is
+        lost or reordered."""
+        self.join(self.alice, "#test", "alice")
+        self.bob.wait_command("JOIN", lambda p: irc_nick(p[1]) == "alice")
+        mark = self.bob.mark()
+        t0 = time.monotonic()
+        self.groupchat(self.alice, "#test",
+                       "&#10;".join("line %02d" % i for i in range(40)))
+        got = []
+        while len(got) < 40:
+            line = self.bob.wait_command(
+                "PRIVMSG", lambda p: irc_nick(p[1]) == "alice", since=mark)
+            mark = self.bob.cursor
+            got.append(line[3][1])
+        took = time.monotonic() - t0
+        self.assertEqual(got, ["line %02d" % i for i in range(40)])
+        report("40 lines through flood control: %.2f s", took)
+        self.assertGreater(took, 1.0)  # throttled, not all at once
+        self.assertLess(took, 6.0)
+
     def test_private_chat(self):
         self.join(self.alice, "#test", "alice")
         self.bob.wait_command("JOIN", lambda p: irc_nick(p[1]) == "alice")

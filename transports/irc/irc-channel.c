@@ -672,7 +672,7 @@ static int send_piece(void *data, const char *piece, size_t len) {
   else
     snprintf(text, sizeof text, "%.*s", (int)len, piece);
   const char *params[] = {w->target, text};
-  w->rc = bf_irc_send(w->conn, "PRIVMSG", params, 2, true);
+  w->rc = bf_irc_send_user(w->conn, "PRIVMSG", params, 2, true);
   return w->rc;
 }
 
@@ -709,7 +709,7 @@ int bf_irc_message(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
     }
     if (subject && !body) {
       const char *params[] = {ch->name, subject};
-      (void)bf_irc_send(c, "TOPIC", params, 2, true);
+      (void)bf_irc_send_user(c, "TOPIC", params, 2, true);
       return 0;
     }
     if (!body)

@@ -50,6 +50,8 @@ size_t bf_irc_conns_of(const bf_irc *irc, const char *user) {
   return n;
 }
 
+static void pending_free(bf_irc_conn *c);
+
 static void conn_free(bf_irc_conn *c) {
   while (c->channels) {
     bf_irc_channel *ch = c->channels;
@@ -69,6 +71,7 @@ static void conn_free(bf_irc_conn *c) {
   free(c->username);
   free(c->tls_pin);
   bf_irc_tls_free(c->tls_session);
+  pending_free(c);
   free(c);
 }
 
@@ -234,13 +237,23 @@ int bf_irc_send_raw_text(bf_irc_conn *c, const char *text) {
   free(check);
   if (rc || !lines)
     return rc ? rc : BF_EINVAL;
+  /* Rebuilt from the parse: the line written is the one checked. */
   copy = strdup(text);
-  for (char *save = NULL, *l = copy ? strtok_r(copy, "\r\n", &save) : NULL;
+  check = copy ? malloc(sizeof *check) : NULL;
+  for (char *save = NULL, *l = check ? strtok_r(copy, "\r\n", &save) : NULL;
        l && !rc; l = strtok_r(NULL, "\r\n", &save)) {
-    char line[BF_IRC_LINE_MAX + 1];
-    int n = snprintf(line, sizeof line, "%s\r\n", l);
-    rc = write_line(c, line, (size_t)n);
+    if (bf_irc_parse(check, l, strlen(l)) != 0)
+      break;
+    /* The last parameter goes as trailing when the user wrote one, or
+     * when it must (a space or a leading ':' in it). */
+    bool trailing = check->n_params &&
+                    (strstr(l, " :") || strchr(check->params[check->n_params - 1], ' ') ||
+                     !check->params[check->n_params - 1][0] ||
+                     check->params[check->n_params - 1][0] == ':');
+    rc = bf_irc_send_user(c, check->command, check->params, check->n_params,
+                          trailing);
   }
+  free(check);
   free(copy);
   c->raw_until_ms = uv_now(c->irc->host->loop) + RAW_REPLIES_MS;
   return rc;
@@ -253,6 +266,85 @@ int bf_irc_send(bf_irc_conn *c, const char *command, const char *const *params,
   if (len < 0)
     return len;
   return write_line(c, line, (size_t)len);
+}
+
+/* ---- flood control -------------------------------------------------------- */
+
+typedef struct bf_irc_pending {
+  struct bf_irc_pending *next;
+  size_t len;
+  char line[];
+} bf_irc_pending;
+
+static void pending_free(bf_irc_conn *c) {
+  while (c->pending) {
+    bf_irc_pending *p = c->pending;
+    c->pending = p->next;
+    free(p);
+  }
+  c->pending_tail = NULL;
+  c->n_pending = 0;
+}
+
+/* Refills the bucket for the time since the last refill (no timer:
+ * called when a line is sent and at each module tick). */
+static void refill(bf_irc_conn *c, uint64_t now) {
+  unsigned rate = c->irc->throttle;
+  double burst = rate * 2.0 < 4 ? 4 : rate * 2.0;
+  if (now > c->tokens_at_ms)
+    c->tokens += (double)(now - c->tokens_at_ms) * rate / 1000.0;
+  if (c->tokens > burst)
+    c->tokens = burst;
+  c->tokens_at_ms = now;
+}
+
+/* Writes waiting lines while there are tokens. */
+static void flush_pending(bf_irc_conn *c) {
+  if (!c->pending || c->state != BF_IRC_ONLINE)
+    return;
+  refill(c, uv_now(c->irc->host->loop));
+  while (c->pending && c->tokens >= 1.0) {
+    bf_irc_pending *p = c->pending;
+    c->pending = p->next;
+    if (!c->pending)
+      c->pending_tail = NULL;
+    c->n_pending--;
+    c->tokens -= 1.0;
+    int rc = write_line(c, p->line, p->len);
+    free(p);
+    if (rc == BF_ENOTCONN || c->state == BF_IRC_CLOSING)
+      return;
+  }
+}
+
+int bf_irc_send_user(bf_irc_conn *c, const char *command,
+                     const char *const *params, size_t n, bool trailing) {
+  char line[BF_IRC_LINE_MAX + 1];
+  int len = bf_irc_build(line, sizeof line, command, params, n, trailing);
+  if (len < 0)
+    return len;
+  if (!c->irc->throttle)
+    return write_line(c, line, (size_t)len);
+  refill(c, uv_now(c->irc->host->loop));
+  if (!c->pending && c->tokens >= 1.0 && c->state == BF_IRC_ONLINE) {
+    c->tokens -= 1.0;
+    return write_line(c, line, (size_t)len);
+  }
+  if (c->n_pending >= BF_IRC_PENDING_MAX)
+    return BF_ENOBUFS;
+  bf_irc_pending *p = malloc(sizeof *p + (size_t)len);
+  if (!p)
+    return BF_ENOMEM;
+  p->next = NULL;
+  p->len = (size_t)len;
+  memcpy(p->line, line, (size_t)len);
+  if (c->pending_tail)
+    c->pending_tail->next = p;
+  else
+    c->pending = p;
+  c->pending_tail = p;
+  c->n_pending++;
+  return 0;
 }
 
 /* ---- reading ---------------------------------------------------------------- */
@@ -705,6 +797,7 @@ static void conn_tick(bf_irc_conn *c, uint64_t now) {
     }
     return;
   }
+  flush_pending(c);
   if (c->state != BF_IRC_ONLINE || now - c->last_read_ms < BF_IRC_PING_INTERVAL_MS)
     return;
   if (c->ping_sent) {

@@ -19,7 +19,8 @@
 #define DEFAULT_PORTS "+6697 6667"
 
 static const char *const irc_config_keys[] = {
-    "irc_server", "irc_ports", "irc_tls_verify", "realname", "username", NULL,
+    "irc_server", "irc_ports",  "irc_tls_verify", "irc_throttle",
+    "realname",   "username",   NULL,
 };
 
 static const char *const irc_features[] = {
@@ -84,6 +85,17 @@ static int irc_check_config(const bf_host *host, char *err, size_t err_size,
     *bad_key = "irc_tls_verify";
     return BF_EINVAL;
   }
+  value = host->config(host, "irc_throttle");
+  if (value) {
+    char *end;
+    unsigned long rate = strtoul(value, &end, 10);
+    if (end == value || *end || rate > 1000) {
+      snprintf(err, err_size, "irc_throttle must be lines per second, 0 to "
+               "1000 (0 = no limit), not '%s'", value);
+      *bad_key = "irc_throttle";
+      return BF_EINVAL;
+    }
+  }
   value = host->config(host, "irc_server");
   if (value && !valid_host(value)) {
     snprintf(err, err_size, "irc_server '%s' is not a host name", value);
@@ -128,6 +140,9 @@ static int irc_init(const bf_host *host, void **state) {
   irc->n_ports = n > 0 ? (size_t)n : 0;
   const char *verify = host->config(host, "irc_tls_verify");
   irc->tls_verify = !verify || strcmp(verify, "no") != 0;
+  const char *throttle = host->config(host, "irc_throttle");
+  irc->throttle = throttle ? (unsigned)strtoul(throttle, NULL, 10)
+                           : BF_IRC_THROTTLE_DEFAULT;
   irc->realname = host->config(host, "realname");
   irc->username = host->config(host, "username");
   int rc = bf_irc_settings_init(irc);

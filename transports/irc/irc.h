@@ -33,6 +33,12 @@
 /* Per user: IRC servers connected at once, and channels per server. */
 #define BF_IRC_SERVERS_PER_USER_MAX 16
 #define BF_IRC_CHANNELS_PER_CONN_MAX 200
+/* Lines waiting for the flood-control bucket, per connection; past it a
+ * message is refused (resource-constraint). */
+#define BF_IRC_PENDING_MAX 256
+/* Default irc_throttle: lines per second to one server, in bursts of
+ * twice that. */
+#define BF_IRC_THROTTLE_DEFAULT 10
 /* The module's one timer: connection timeouts are checked this often. */
 #define BF_IRC_TICK_MS 1000u
 /* Reconnection backoff cap. */
@@ -78,6 +84,12 @@ struct bf_irc_conn {
   char *tls_pin;               /* SHA-256 fingerprint to accept, or NULL */
   bool tls_verify;             /* check the certificate chain and name */
   struct bf_irc_tls *tls_session; /* on a TLS port, once connected */
+  /* Flood control: a token bucket refilled on demand (at each send and
+   * each module tick), and the lines waiting for tokens. */
+  double tokens;
+  uint64_t tokens_at_ms;
+  struct bf_irc_pending *pending, *pending_tail;
+  size_t n_pending;
   /* IRCv3 capabilities (CAP LS 302 / REQ / ACK). */
   bool cap_negotiating;
   bool cap_sasl, cap_server_time, cap_message_tags, cap_multi_prefix;
@@ -118,6 +130,7 @@ struct bf_irc {
   const char *realname;
   const char *username;
   bool tls_verify;             /* irc_tls_verify (default yes) */
+  unsigned throttle;           /* irc_throttle: lines/s, 0 = none */
   bf_irc_conn *conns;
   bool closing;                /* the module is closing: no reconnection */
   uint64_t tick_timer;         /* host timer id */
@@ -166,6 +179,11 @@ bf_irc_conn *bf_irc_conn_get(bf_irc *irc, const char *user,
  * BF_E2BIG, BF_ENOTCONN, BF_ENOBUFS. */
 int bf_irc_send(bf_irc_conn *c, const char *command, const char *const *params,
                 size_t n, bool trailing);
+/* bf_irc_send through the flood-control bucket: what the user sends
+ * (messages, joins, topics, raw commands). Lines beyond the bucket wait,
+ * in order; BF_ENOBUFS when BF_IRC_PENDING_MAX are waiting. */
+int bf_irc_send_user(bf_irc_conn *c, const char *command,
+                     const char *const *params, size_t n, bool trailing);
 /* The user's raw IRC commands, one per line of text (sent as typed,
  * after a check that each is one well-formed IRC line of at most 510
  * bytes); the server's replies for the next while go to the user from
