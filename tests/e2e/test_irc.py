@@ -3,6 +3,8 @@
 raw IRC client on the IRC side. Channels as MUC rooms, messages both ways,
 private chats, /me, CR/LF injection attempts, long non-ASCII bodies split
 under the 512-byte limit, leaving, and an IRC server restart."""
+import os
+import sqlite3
 import time
 
 from harness import (E2ETestCase, Lab, babelfish_config, child_text,
@@ -151,6 +153,47 @@ class IrcTest(E2ETestCase):
         report("40 lines through flood control: %.2f s", took)
         self.assertGreater(took, 1.0)  # throttled, not all at once
         self.assertLess(took, 6.0)
+
+    def test_history_once_per_channel_and_replayed(self):
+        carol = self.lab.client(self.prosody, "carol")
+        self.join(carol, "#test", "carol")
+        self.join(self.alice, "#test", "alice")
+        for text in ("h1", "h2", "h3"):
+            self.bob.privmsg("#test", text)
+        for who in (carol, self.alice):
+            who.wait_message(from_=room("#test") + "/bob",
+                             predicate=lambda el: child_text(el, "body") == "h3")
+        # Seen on two users' connections, stored once (batched: give the
+        # module tick a moment).
+        db = os.path.join(self.lab.root, "bf.db")
+        def rows():
+            con = sqlite3.connect(db, timeout=5)
+            try:
+                return con.execute("SELECT nick, body FROM irc_history WHERE "
+                                   "channel = '#test' ORDER BY id").fetchall()
+            finally:
+                con.close()
+        deadline = time.monotonic() + 5
+        while len(rows()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(rows(), [("bob", "h1"), ("bob", "h2"), ("bob", "h3")])
+        # A new resource of alice asks for the last two lines.
+        phone = self.lab.client(self.prosody, "alice", resource="phone")
+        phone.send_raw("<presence to='%s/alice'><x xmlns='%s'><history "
+                       "maxstanzas='2'/></x></presence>" % (room("#test"), NS_MUC))
+        got = []
+        while len(got) < 2:
+            m = phone.wait_message(from_=room("#test") + "/bob")
+            delay = m.find("{urn:xmpp:delay}delay")
+            self.assertIsNotNone(delay)
+            self.assertEqual(delay.get("from"), room("#test"))
+            sid = m.find("{urn:xmpp:sid:0}stanza-id")
+            self.assertEqual(sid.get("by"), room("#test"))
+            got.append(child_text(m, "body"))
+        self.assertEqual(got, ["h2", "h3"])
+        subject = phone.wait_message(from_=room("#test"), predicate=lambda el:
+                                     el.find(q("subject")) is not None)
+        self.assertIsNotNone(subject)
 
     def test_private_chat(self):
         self.join(self.alice, "#test", "alice")

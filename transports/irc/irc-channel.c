@@ -195,7 +195,8 @@ static void send_subject(bf_irc_conn *c, bf_irc_channel *ch, const char *to,
 
 /* Everything a resource sees when it enters the room: the others, itself
  * (110, and 210 when IRC gave it another nick), the subject. */
-static void send_roster(bf_irc_conn *c, bf_irc_channel *ch, const char *to) {
+static void send_roster(bf_irc_conn *c, bf_irc_channel *ch, const char *to,
+                        int history) {
   const char *self = NULL;
   for (size_t i = 0; i < ch->n_occupants; i++) {
     if (!strcasecmp(nick_of(ch->occupants[i]), c->nick))
@@ -207,6 +208,8 @@ static void send_roster(bf_irc_conn *c, bf_irc_channel *ch, const char *to) {
   const char *codes[] = {STATUS_SELF, renamed ? STATUS_NICK_MODIFIED : NULL,
                          NULL};
   occupant_presence(c, ch, self ? self : c->nick, NULL, NULL, codes, to, NULL);
+  /* XEP-0045 §7.2.14: history after the presences, before the subject. */
+  (void)bf_irc_history_send(c->irc, c->server, ch->name, ch->room, to, history);
   send_subject(c, ch, to, NULL);
 }
 
@@ -268,7 +271,7 @@ void bf_irc_rooms_resend(bf_irc *irc) {
   for (bf_irc_conn *c = irc->conns; c; c = c->next) {
     for (bf_irc_channel *ch = c->channels; ch; ch = ch->next) {
       for (size_t i = 0; ch->names_done && i < ch->n_members; i++)
-        send_roster(c, ch, ch->members[i].jid);
+        send_roster(c, ch, ch->members[i].jid, 0);
     }
   }
 }
@@ -307,6 +310,7 @@ static void channel_message(bf_irc_conn *c, bf_irc_channel *ch, const char *nick
     if (msgid)
       bf_xml_set_attr(m, "id", msgid);
     send_to_members(c, ch, m, true);
+    bf_irc_history_add(c->irc, c->server, ch->name, nick, body);
   }
   bf_xml_free(m);
   free(from);
@@ -426,8 +430,10 @@ bool bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *m) {
     ch->names_done = true;
     if (occupant_index(ch, c->nick) < 0)
       occupant_add(ch, c->nick);
-    for (size_t i = 0; i < ch->n_members; i++)
-      send_roster(c, ch, ch->members[i].jid);
+    for (size_t i = 0; i < ch->n_members; i++) {
+      send_roster(c, ch, ch->members[i].jid, ch->members[i].history);
+      ch->members[i].history = 0; /* a rejoin after a reconnection: none */
+    }
   } else if (bf_irc_is_numeric(m, 332) && m->n_params >= 3) {
     if (!(ch = channel_find(c, m->params[1])))
       return true;
@@ -524,7 +530,7 @@ bool bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *m) {
 
 /* ---- from XMPP ---------------------------------------------------------------- */
 
-static int member_add(bf_irc_channel *ch, const char *jid) {
+static int member_add(bf_irc_channel *ch, const char *jid, int history) {
   for (size_t i = 0; i < ch->n_members; i++) {
     if (!strcmp(ch->members[i].jid, jid))
       return 0;
@@ -535,6 +541,7 @@ static int member_add(bf_irc_channel *ch, const char *jid) {
   ch->members = grown;
   if (!(ch->members[ch->n_members].jid = strdup(jid)))
     return BF_ENOMEM;
+  ch->members[ch->n_members].history = history;
   ch->n_members++;
   return 0;
 }
@@ -605,12 +612,21 @@ static int join(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
   bool already = false;
   for (size_t i = 0; i < ch->n_members; i++)
     already |= !strcmp(ch->members[i].jid, full);
-  if (member_add(ch, full) != 0) {
+  /* XEP-0045 §7.2.15: <history maxstanzas='N'/> in the join. */
+  const bf_xml *mx = bf_xml_child(stanza, "x", BF_IRC_NS_MUC);
+  const bf_xml *hist = mx ? bf_xml_child(mx, "history", BF_IRC_NS_MUC) : NULL;
+  const char *maxstanzas = hist ? bf_xml_attr(hist, "maxstanzas") : NULL;
+  int history = maxstanzas ? atoi(maxstanzas) : BF_IRC_HISTORY_DEFAULT;
+  if (history < 0)
+    history = 0;
+  if (history > BF_IRC_HISTORY_MAX)
+    history = BF_IRC_HISTORY_MAX;
+  if (member_add(ch, full, history) != 0) {
     reply_error(irc, stanza, "internal-server-error", NULL);
     return 0;
   }
   if (ch->names_done && !already) {
-    send_roster(c, ch, full); /* a second resource joins the same room */
+    send_roster(c, ch, full, history); /* another resource joins the room */
   } else if (new_channel && c->state == BF_IRC_ONLINE) {
     const bf_xml *x = bf_xml_child(stanza, "x", BF_IRC_NS_MUC);
     const char *key = x ? bf_xml_child_text(x, "password", BF_IRC_NS_MUC) : NULL;
@@ -727,8 +743,10 @@ int bf_irc_message(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
         !bf_xml_set_attr(m, "type", "groupchat") &&
         (!bf_xml_attr(stanza, "id") ||
          !bf_xml_set_attr(m, "id", bf_xml_attr(stanza, "id"))) &&
-        bf_xml_add_text_child(m, "body", NULL, body))
+        bf_xml_add_text_child(m, "body", NULL, body)) {
       send_to_members(c, ch, m, false);
+      bf_irc_history_add(irc, c->server, ch->name, c->nick, body);
+    }
     bf_xml_free(m);
     free(nick_jid);
     return 0;

@@ -12,11 +12,11 @@
 
 #include <sqlite3.h>
 
-static const char *const migrations[] = {
+/* Migration 1 of the module's schema (irc.c lists them). */
+const char bf_irc_settings_schema[] =
     "CREATE TABLE irc_settings(gateway TEXT NOT NULL, user TEXT NOT NULL,"
     " server TEXT NOT NULL, var TEXT NOT NULL, value TEXT NOT NULL,"
-    " PRIMARY KEY (gateway, user, server, var)) WITHOUT ROWID;",
-};
+    " PRIMARY KEY (gateway, user, server, var)) WITHOUT ROWID;";
 
 static int valid_ports(const char *value, char *err, size_t err_size) {
   unsigned ports[BF_IRC_PORTS_MAX];
@@ -83,10 +83,6 @@ const bf_field bf_irc_settings_fields[] = {
 const size_t bf_irc_n_settings_fields =
     sizeof bf_irc_settings_fields / sizeof bf_irc_settings_fields[0];
 
-int bf_irc_settings_init(bf_irc *irc) {
-  return irc->host->schema(irc->host, migrations,
-                           sizeof migrations / sizeof *migrations);
-}
 
 int bf_irc_settings_load(bf_irc *irc, const char *user, const char *server,
                          bf_form **out) {

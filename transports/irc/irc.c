@@ -121,7 +121,10 @@ static int irc_check_config(const bf_host *host, char *err, size_t err_size,
   return 0;
 }
 
-static void irc_tick(void *data) { bf_irc_conns_tick(data); }
+static void irc_tick(void *data) {
+  bf_irc_conns_tick(data);
+  bf_irc_history_flush(data);
+}
 
 static int irc_init(const bf_host *host, void **state) {
   if (host->abi_version < 2) {
@@ -145,11 +148,19 @@ static int irc_init(const bf_host *host, void **state) {
                            : BF_IRC_THROTTLE_DEFAULT;
   irc->realname = host->config(host, "realname");
   irc->username = host->config(host, "username");
-  int rc = bf_irc_settings_init(irc);
+  irc->history = calloc(BF_IRC_HISTORY_PENDING_MAX, sizeof *irc->history);
+  /* The module's schema, append-only: migration i+1 takes it from
+   * version i to i+1. */
+  static const char *const migrations[] = {bf_irc_settings_schema,
+                                           bf_irc_history_schema};
+  int rc = irc->history ? host->schema(host, migrations,
+                                       sizeof migrations / sizeof *migrations)
+                        : BF_ENOMEM;
   if (!rc)
     rc = host->timer_start(host, BF_IRC_TICK_MS, BF_IRC_TICK_MS, irc_tick, irc,
                            &irc->tick_timer);
   if (rc) {
+    free(irc->history);
     free(irc);
     return rc;
   }
@@ -160,9 +171,12 @@ static int irc_init(const bf_host *host, void **state) {
 static void irc_close(void *state) {
   bf_irc *irc = state;
   bf_irc_conns_close(irc);
+  bf_irc_history_close(irc);
+  free(irc->history);
   bf_irc_tls_shutdown();
-  irc->host->log(irc->host, BF_LOG_INFO, "%lu IRC lines in, %lu out",
-                 irc->lines_in, irc->lines_out);
+  irc->host->log(irc->host, BF_LOG_INFO,
+                 "%lu IRC lines in, %lu out, %lu channel lines stored",
+                 irc->lines_in, irc->lines_out, irc->history_written);
   free(irc);
 }
 

@@ -39,12 +39,26 @@
 /* Default irc_throttle: lines per second to one server, in bursts of
  * twice that. */
 #define BF_IRC_THROTTLE_DEFAULT 10
+/* Channel history: rows kept per channel, lines replayed on join when
+ * the client does not say (<history maxstanzas/>), and lines buffered
+ * before a batch write. */
+#define BF_IRC_HISTORY_MAX 500
+#define BF_IRC_HISTORY_DEFAULT 20
+#define BF_IRC_HISTORY_PENDING_MAX 256
 /* The module's one timer: connection timeouts are checked this often. */
 #define BF_IRC_TICK_MS 1000u
 /* Reconnection backoff cap. */
 #define BF_IRC_RECONNECT_MAX_MS (60u * 1000u)
 
 typedef struct bf_irc bf_irc;
+
+/* A channel line waiting to be written (irc-history.c). */
+struct bf_irc_history_entry {
+  char *server, *channel, *nick, *body;
+  uint64_t stamp_ms;           /* wall clock */
+  uint64_t seen_ms;            /* loop clock: the same line on another
+                                  user's connection is recognised */
+};
 typedef struct bf_irc_conn bf_irc_conn;
 
 /* An XMPP address at the gateway, in IRC terms. */
@@ -57,6 +71,7 @@ typedef struct bf_irc_address {
 /* A resource of the user joined to a channel, with its MUC nick. */
 typedef struct bf_irc_member {
   char *jid;                   /* the user's full JID */
+  int history;                 /* history lines to replay when joined */
 } bf_irc_member;
 
 typedef struct bf_irc_channel {
@@ -134,6 +149,9 @@ struct bf_irc {
   bf_irc_conn *conns;
   bool closing;                /* the module is closing: no reconnection */
   uint64_t tick_timer;         /* host timer id */
+  struct bf_irc_history_entry *history; /* lines not written yet */
+  size_t n_history;
+  unsigned long history_written;
   unsigned long lines_in, lines_out;
 };
 
@@ -158,12 +176,26 @@ extern const size_t bf_irc_n_settings_fields;
 bool bf_irc_on_server_jid(void *state, const bf_jid *user, const bf_jid *to);
 int bf_irc_configure_run(void *state, const bf_command_call *call,
                          bf_command_reply *reply);
-int bf_irc_settings_init(bf_irc *irc);
+extern const char bf_irc_settings_schema[];
 /* *out: the stored values (taken), an empty form when none. */
 int bf_irc_settings_load(bf_irc *irc, const char *user, const char *server,
                          bf_form **out);
 int bf_irc_settings_save(bf_irc *irc, const char *user, const char *server,
                          const bf_form *values);
+
+/* irc-history.c */
+extern const char bf_irc_history_schema[];
+/* A channel line (server, channel, nick, body: copied); kept once even
+ * when several users' connections see it. Written at the next flush. */
+void bf_irc_history_add(bf_irc *irc, const char *server, const char *channel,
+                        const char *nick, const char *body);
+/* Writes the buffered lines in one transaction (the module tick). */
+void bf_irc_history_flush(bf_irc *irc);
+void bf_irc_history_close(bf_irc *irc);
+/* Sends the channel's last max lines to `to` as MUC history from room.
+ * How many were sent, or BF_EIO. */
+int bf_irc_history_send(bf_irc *irc, const char *server, const char *channel,
+                        const char *room, const char *to, int max);
 
 /* irc-server.c */
 /* The user's connection to server, or NULL. */
