@@ -271,6 +271,12 @@ class IrcTest(E2ETestCase):
         reply = self.alice.iq("no-server-here@" + GW,
                               "<query xmlns='jabber:iq:version'/>")
         self.assertEqual(reply.get("type"), "error")
+        # A nick IRC would refuse: refused at once, nothing sent to IRC.
+        self.alice.send_raw("<presence to='%s/a b'><x xmlns='%s'/></presence>"
+                            % (room("#test"), NS_MUC))
+        err = self.alice.wait_stanza(
+            lambda el: el.tag == q("presence") and el.get("type") == "error")
+        self.assertEqual(stanza_error(err)[1], "jid-malformed")
         # A channel that needs a key: not-authorized.
         self.bob.send("MODE #test +k sesame")  # bob is op: he joined first
         self.bob.wait_command("MODE")

@@ -6,6 +6,7 @@
  * reflection of them (XEP-0045 §7.4) is made here. */
 #include "irc.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -565,11 +566,31 @@ static void reply_error(bf_irc *irc, const bf_xml *stanza, const char *condition
   bf_xml_free(err);
 }
 
+/* modern.ircdocs "Clients": nicks have no spaces, commas, '*', '?',
+ * '!', '@', don't start with '$', ':', '#', '&' or a digit. Kept to the
+ * RFC 2812 set, which every server accepts. */
+static bool valid_nick(const char *nick) {
+  size_t n = strlen(nick);
+  if (!n || n > 30 || isdigit((unsigned char)nick[0]) || nick[0] == '-')
+    return false;
+  for (const char *p = nick; *p; p++) {
+    if (!isalnum((unsigned char)*p) && !strchr("-[]\\`^{}|_", *p))
+      return false;
+  }
+  return true;
+}
+
 static int join(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
                 const bf_jid *to, const bf_irc_address *a, const char *bare,
                 const char *full) {
   if (!to->resource) {
     reply_error(irc, stanza, "jid-malformed", "join with a nick: ROOM/NICK");
+    return 0;
+  }
+  if (!valid_nick(to->resource)) {
+    reply_error(irc, stanza, "jid-malformed",
+                "not a valid IRC nick: letters, digits and -[]\\`^{}|_ "
+                "only, not starting with a digit or -, at most 30");
     return 0;
   }
   (void)from;
