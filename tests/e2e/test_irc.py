@@ -267,6 +267,22 @@ class IrcTest(E2ETestCase):
             self.assertLess(time.monotonic(), deadline, "alice still online")
             time.sleep(0.1)
 
+    def test_sigterm_quits_irc_and_tells_users(self):
+        self.join(self.alice, "#test", "alice")
+        self.bob.wait_command("JOIN", lambda p: irc_nick(p[1]) == "alice")
+        rc, took = self.bf.stop()
+        self.assertEqual(rc, 0)
+        report("SIGTERM with an IRC connection: exit in %.3f s", took)
+        _, _, _, params = self.bob.wait_command(
+            "QUIT", lambda p: irc_nick(p[1]) == "alice")
+        self.assertIn("shutting down", params[0])
+        pres = self.alice.wait_stanza(
+            lambda el: el.tag == q("presence")
+            and el.get("from") == room("#test") + "/alice"
+            and el.get("type") == "unavailable")
+        self.assertIn("332", {s.get("code") for s in
+                              pres.iter("{%s}status" % NS_MUC_USER)})
+
     def test_join_errors_and_unknown_addresses(self):
         reply = self.alice.iq("no-server-here@" + GW,
                               "<query xmlns='jabber:iq:version'/>")
