@@ -100,11 +100,11 @@ typedef struct options {
   bool sc[N_SC];
   unsigned plain_users, plain_members;
   unsigned big_users, big_channels, big_members;
-  unsigned fan_users, fan_max_s;
+  unsigned fan_users, fan_max_s, fan_inflight;
   uint64_t fan_msgs;
   unsigned lat_lines, lat_rate;
   unsigned join_users, join_max_s;
-  unsigned idle_s, window, timeout_s;
+  unsigned idle_s, window, big_window, timeout_s;
   bool keep, enforce;
 } options;
 
@@ -115,6 +115,7 @@ typedef struct figure {
   double v[N_GW];
   bool has[N_GW];
   int decimals;
+  bool ratio;                 /* print ratio_NAME (measured, not a count) */
 } figure;
 
 static figure figs[96];
@@ -128,7 +129,8 @@ static figure *fig_find(const char *name)
   return NULL;
 }
 
-static void fig(int gw, const char *name, double v, int decimals)
+static void fig_put(int gw, const char *name, double v, int decimals,
+                    bool ratio)
 {
   figure *f = fig_find(name);
   if (!f) {
@@ -140,7 +142,20 @@ static void fig(int gw, const char *name, double v, int decimals)
   f->v[gw] = v;
   f->has[gw] = true;
   f->decimals = decimals;
+  f->ratio = ratio;
   fprintf(stderr, "bench-irc: %s_%s %.*f\n", gw_names[gw], name, decimals, v);
+}
+
+/* A measured figure: babelfish's, biboumi's and their ratio are printed. */
+static void fig(int gw, const char *name, double v, int decimals)
+{
+  fig_put(gw, name, v, decimals, true);
+}
+
+/* A count or a setting, printed for each gateway without a ratio. */
+static void fig_info(int gw, const char *name, double v, int decimals)
+{
+  fig_put(gw, name, v, decimals, false);
 }
 
 static bool fig_get(int gw, const char *name, double *v)
@@ -159,6 +174,14 @@ static uint64_t now_ns(void)
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
+}
+
+static double self_cpu_s(void)
+{
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+         (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
 static long proc_status_kib(pid_t pid, const char *key)
@@ -301,13 +324,14 @@ typedef struct comp {
 typedef struct ircc {
   int fd;
   int user;                   /* from the nick "uI"; -1 before NICK */
-  bool has_nick, has_user, registered, want_out, in_epoll;
+  bool has_nick, has_user, registered, want_out;
   char nick[32];
   char *in;
   size_t in_len, in_cap;
   char *out;
   size_t out_len, out_off, out_cap;
   uint64_t flood_next, flood_end;  /* flood lines still to generate */
+  uint64_t flood_base;        /* the user's deliveries before the flood */
 } ircc;
 
 typedef struct run {
@@ -328,17 +352,19 @@ typedef struct run {
 
   /* scenario */
   unsigned users, chans, members;
+  unsigned window;            /* users with a join in flight; 0 = all */
   uint32_t *mask;             /* channels joined, per user */
   unsigned char *done;        /* 1 joined, 2 refused */
   unsigned joined, refused;
   uint64_t last_join_ns;
 
   /* counters */
-  uint64_t pings, occupant_presences, others, irc_lines_in, irc_privmsgs_in;
+  uint64_t pings, occupant_presences, others, irc_lines_in;
   char first_error[600];
 
   /* fan-out */
   uint64_t delivered, last_delivery_ns;
+  uint64_t *user_delivered;   /* fan-out messages delivered, per user */
   bool lat_on;
   uint64_t *lat;
   size_t lat_n, lat_cap;
@@ -517,6 +543,7 @@ static void run_close(run *r)
   free(r->mask);
   free(r->done);
   free(r->lat);
+  free(r->user_delivered);
   free(r->c.rx);
   free(r->c.tx);
   if (r->c.fd >= 0)
@@ -783,6 +810,14 @@ static void on_message(run *r, const char *s, size_t n, size_t gt,
   uint64_t sent = *end == ' ' ? strtoull(end + 1, NULL, 10) : 0;
   r->delivered++;
   r->last_delivery_ns = now;
+  const char *to;
+  size_t to_len;
+  char q;
+  if (tag_attr(s, gt, "to", &to, &to_len, &q)) {
+    long u = user_index(to, to_len);
+    if (u >= 0 && (unsigned long)u < r->users && r->user_delivered)
+      r->user_delivered[u]++;
+  }
   if (r->lat_on && sent && sent <= now) {
     if (r->lat_n == r->lat_cap) {
       size_t cap = r->lat_cap ? r->lat_cap * 2 : 4096;
@@ -1120,7 +1155,7 @@ static int biboumi_set_ports(run *r, unsigned users)
   sqlite3 *db = NULL;
   sqlite3_stmt *info = NULL, *ins = NULL;
   int rc = -1;
-  char sql[2048], cols[1024] = "", vals[1024] = "";
+  char cols[1024] = "", vals[1024] = "", sql[sizeof cols + sizeof vals + 64];
   char *kinds = NULL; /* per column: 'o' owner, 's' server, 'p' ports, 't'
                          TLS ports, 'T' text '', 'v' verify, 'h' history,
                          'l' throttle, 'i' other integer */
@@ -1245,12 +1280,21 @@ static int irc_printf(ircc *c, const char *fmt, ...)
   return irc_send(c, line, (size_t)n);
 }
 
-static void flood_fill(ircc *c)
+/* Queues the next flood lines of c: at most fan_inflight lines written to
+ * it and not yet delivered to its user (0: no such bound). */
+static void flood_fill(run *r, ircc *c)
 {
   if (c->flood_next >= c->flood_end || c->fd < 0)
     return;
+  uint64_t end = c->flood_end;
+  unsigned inflight = r->o->fan_inflight;
+  if (inflight && c->user >= 0 && r->user_delivered) {
+    uint64_t done = r->user_delivered[c->user] - c->flood_base;
+    if (done + inflight < end)
+      end = done + inflight;
+  }
   uint64_t now = now_ns();
-  while (c->flood_next < c->flood_end && c->out_len - c->out_off < IRC_OUT_FILL) {
+  while (c->flood_next < end && c->out_len - c->out_off < IRC_OUT_FILL) {
     char line[128];
     int n = snprintf(line, sizeof line,
                      ":talker!talker@" IRC_HOST " PRIVMSG #fan :bench %" PRIu64
@@ -1265,7 +1309,7 @@ static void flood_fill(ircc *c)
 static int irc_flush(run *r, ircc *c)
 {
   for (;;) {
-    flood_fill(c);
+    flood_fill(r, c);
     if (c->fd < 0 || c->out_off >= c->out_len)
       break;
     ssize_t w = write(c->fd, c->out + c->out_off, c->out_len - c->out_off);
@@ -1285,7 +1329,7 @@ static int irc_flush(run *r, ircc *c)
     c->out_off = c->out_len = 0;
   if (c->fd < 0)
     return 0;
-  bool want = c->out_len > 0 || c->flood_next < c->flood_end;
+  bool want = c->out_len > 0;
   if (want != c->want_out) {
     c->want_out = want;
     ep_mod(r, c->fd, c, EPOLLIN | (want ? EPOLLOUT : 0));
@@ -1443,9 +1487,7 @@ static int irc_line(run *r, ircc *c, char *line)
     irc_drop(r, c);
     return 0;
   }
-  if (!strcasecmp(cmd, "PRIVMSG") || !strcasecmp(cmd, "NOTICE"))
-    r->irc_privmsgs_in++;
-  return 0;
+  return 0; /* PRIVMSG, MODE, WHO…: nothing to answer here */
 }
 
 static int irc_readable(run *r, ircc *c)
@@ -1618,11 +1660,13 @@ static int scenario_alloc(run *r, unsigned users, unsigned chans,
 {
   r->users = users;
   r->chans = chans;
+  r->window = r->sc == SC_BIG ? r->o->big_window : r->o->window;
   r->members = members;
   r->mask = calloc(users, sizeof *r->mask);
   r->done = calloc(users, 1);
   r->by_user = calloc(users, sizeof *r->by_user);
-  if (!r->mask || !r->done || !r->by_user) {
+  r->user_delivered = calloc(users, sizeof *r->user_delivered);
+  if (!r->mask || !r->done || !r->by_user || !r->user_delivered) {
     fprintf(stderr, "bench-irc: out of memory\n");
     return -1;
   }
@@ -1668,7 +1712,7 @@ static int join_all(run *r, unsigned max_s, double *seconds)
   int rc = 0;
   while (r->joined + r->refused < r->users) {
     while (sent < r->users &&
-           (o->window == 0 || sent - (r->joined + r->refused) < o->window)) {
+           (r->window == 0 || sent - (r->joined + r->refused) < r->window)) {
       if (send_join(r, sent++) < 0)
         return -1;
     }
@@ -1780,13 +1824,13 @@ static int fanout_latency(run *r, ircc **v)
   }
   r->lat_on = false;
   qsort(r->lat, r->lat_n, sizeof *r->lat, cmp_u64);
-  fig(r->gw, "fanout_paced_stanzas_per_sec",
+  fig_info(r->gw, "fanout_paced_stanzas_per_sec",
       (double)o->lat_rate * r->users, 0);
   fig(r->gw, "fanout_p50_ms", pct_ms(r->lat, r->lat_n, 50), 2);
   fig(r->gw, "fanout_p99_ms", pct_ms(r->lat, r->lat_n, 99), 2);
   fig(r->gw, "fanout_max_ms", pct_ms(r->lat, r->lat_n, 100), 2);
   if (r->lat_n < want)
-    fig(r->gw, "fanout_paced_lost", (double)(want - r->lat_n), 0);
+    fig_info(r->gw, "fanout_paced_lost", (double)(want - r->lat_n), 0);
   return 0;
 }
 
@@ -1796,11 +1840,12 @@ static int fanout_flood(run *r, ircc **v)
 {
   const options *o = r->o;
   uint64_t want = o->fan_msgs * r->users, base = r->delivered;
-  double cpu0 = proc_cpu_s(r->pid);
+  double cpu0 = proc_cpu_s(r->pid), self0 = self_cpu_s();
   uint64_t t0 = now_ns();
   for (unsigned u = 0; u < r->users; u++) {
     v[u]->flood_next = 0;
     v[u]->flood_end = o->fan_msgs;
+    v[u]->flood_base = r->user_delivered[u];
     if (irc_flush(r, v[u]) < 0)
       return -1;
   }
@@ -1809,6 +1854,9 @@ static int fanout_flood(run *r, ircc **v)
   while (r->delivered - base < want) {
     if (pump(r, now_ns() + 100 * NS_PER_MS) < 0)
       return -1;
+    for (unsigned u = 0; u < r->users; u++) /* deliveries open the window */
+      if (v[u]->flood_next < v[u]->flood_end && irc_flush(r, v[u]) < 0)
+        return -1;
     uint64_t now = now_ns();
     if (r->delivered != seen) {
       seen = r->delivered;
@@ -1829,17 +1877,19 @@ static int fanout_flood(run *r, ircc **v)
   }
   uint64_t got = r->delivered - base;
   double secs = (double)((capped ? now_ns() : r->last_delivery_ns) - t0) / 1e9;
-  double cpu1 = proc_cpu_s(r->pid);
+  double cpu1 = proc_cpu_s(r->pid), self1 = self_cpu_s();
   for (unsigned u = 0; u < r->users; u++)
     v[u]->flood_end = v[u]->flood_next; /* stop generating */
-  fig(r->gw, "fanout_delivered", (double)got, 0);
+  fig_info(r->gw, "fanout_delivered", (double)got, 0);
   fig(r->gw, "fanout_seconds", secs, 2);
   fig(r->gw, "fanout_msgs_per_sec", secs > 0 ? (double)got / secs : 0, 0);
   fig(r->gw, "fanout_irc_lines_per_sec",
       secs > 0 ? (double)got / secs / r->users : 0, 0);
-  fig(r->gw, "fanout_complete", capped ? 0 : 1, 0);
+  fig_info(r->gw, "fanout_complete", capped ? 0 : 1, 0);
   if (cpu0 >= 0 && cpu1 >= 0 && secs > 0)
     fig(r->gw, "fanout_cpu_percent", (cpu1 - cpu0) / secs * 100, 0);
+  if (secs > 0)
+    fig_info(r->gw, "fanout_driver_cpu_percent", (self1 - self0) / secs * 100, 0);
   return 0;
 }
 
@@ -1860,11 +1910,11 @@ static int scenario_body(run *r)
     if (after < 0)
       return -1;
     unsigned n = r->joined ? r->joined : 1;
-    fig(r->gw, "plain_users", r->users, 0);
-    fig(r->gw, "plain_joined", r->joined, 0);
+    fig_info(r->gw, "plain_users", r->users, 0);
+    fig_info(r->gw, "plain_joined", r->joined, 0);
     fig(r->gw, "plain_join_s", join_s, 2);
     fig(r->gw, "plain_join_per_sec", join_s > 0 ? r->joined / join_s : 0, 0);
-    fig(r->gw, "plain_rss_before_kib", before, 0);
+    fig_info(r->gw, "plain_rss_before_kib", before, 0);
     fig(r->gw, "plain_rss_after_kib", after, 0);
     fig(r->gw, "plain_rss_per_conn_kib", (double)(after - before) / n, 2);
     /* idle: nothing happens but the gateway's own timers and pings */
@@ -1874,7 +1924,7 @@ static int scenario_body(run *r)
       return -1;
     double wall = (double)(now_ns() - t0) / 1e9, cpu1 = proc_cpu_s(r->pid);
     fig(r->gw, "idle_cpu_percent", (cpu1 - cpu0) / wall * 100, 2);
-    fig(r->gw, "idle_irc_lines", (double)(r->irc_lines_in - lines0), 0);
+    fig_info(r->gw, "idle_irc_lines", (double)(r->irc_lines_in - lines0), 0);
     break;
   }
   case SC_BIG: {
@@ -1885,13 +1935,13 @@ static int scenario_body(run *r)
     if (after < 0)
       return -1;
     unsigned n = r->joined ? r->joined : 1;
-    fig(r->gw, "big_users", r->users, 0);
-    fig(r->gw, "big_joined", r->joined, 0);
+    fig_info(r->gw, "big_users", r->users, 0);
+    fig_info(r->gw, "big_joined", r->joined, 0);
     fig(r->gw, "big_join_s", join_s, 2);
     fig(r->gw, "big_join_per_sec", join_s > 0 ? r->joined / join_s : 0, 0);
     fig(r->gw, "big_rss_after_kib", after, 0);
     fig(r->gw, "big_rss_per_user_kib", (double)(after - before) / n, 1);
-    fig(r->gw, "big_occupant_presences", (double)r->occupant_presences, 0);
+    fig_info(r->gw, "big_occupant_presences", (double)r->occupant_presences, 0);
     break;
   }
   case SC_FANOUT: {
@@ -1911,7 +1961,7 @@ static int scenario_body(run *r)
     free(v);
     if (rc < 0)
       return -1;
-    fig(r->gw, "fanout_users", r->users, 0);
+    fig_info(r->gw, "fanout_users", r->users, 0);
     fig(r->gw, "fanout_rss_kib", proc_status_kib(r->pid, "VmRSS"), 0);
     break;
   }
@@ -1919,8 +1969,8 @@ static int scenario_body(run *r)
     jr = join_all(r, o->join_max_s, &join_s);
     if (jr < 0)
       return -1;
-    fig(r->gw, "join_users", r->users, 0);
-    fig(r->gw, "join_joined", r->joined, 0);
+    fig_info(r->gw, "join_users", r->users, 0);
+    fig_info(r->gw, "join_joined", r->joined, 0);
     fig(r->gw, "join_s", join_s, 2);
     fig(r->gw, "join_per_sec", join_s > 0 ? r->joined / join_s : 0, 0);
     fig(r->gw, "join_rss_after_kib", proc_status_kib(r->pid, "VmRSS"), 0);
@@ -1956,7 +2006,6 @@ static int run_scenario(const options *o, int gw, int sc)
     goto out;
   if (scenario_body(&r) < 0)
     goto out;
-  fig(gw, "pings_answered_max", (double)r.pings, 0);
   rc = 0;
 out:
   if (daemon_stop(&r) < 0)
@@ -1997,14 +2046,18 @@ static void usage(FILE *f)
       "  --fanout-msgs N       fanout: IRC messages in the flood (default "
       "10000)\n"
       "  --fanout-max-s S      fanout: stop the flood after S s (default 60)\n"
-      "  --latency-lines N     fanout: paced messages (default 500, 0 = "
+      "  --fanout-inflight N   fanout: flood lines written to a connection\n"
+      "                        and not yet delivered, at most (default 200,\n"
+      "                        0 = write as fast as the gateway reads)\n"
+      "  --latency-lines N     fanout: paced messages (default 200, 0 = "
       "skip)\n"
-      "  --latency-rate R      fanout: paced messages/s (default 50)\n"
+      "  --latency-rate R      fanout: paced messages/s (default 10)\n"
       "  --join-users N        join: users joining (default 10000)\n"
       "  --join-max-s S        join: give up after S s (default 90)\n"
       "  --idle-s S            plain: idle CPU period (default 10)\n"
       "  --window N            users with a join in flight (default 500, 0 = "
       "all)\n"
+      "  --big-window N        the same in the big scenario (default 10)\n"
       "  --timeout S           no progress for S s = stalled (default 30)\n"
       "  --babelfish PATH      default $BABELFISH, else ../babelfish beside "
       "this program\n"
@@ -2044,8 +2097,8 @@ static unsigned uarg(const char *s) { return (unsigned)strtoul(s, NULL, 10); }
 static int parse_options(int argc, char **argv, options *o, char *self,
                          size_t self_size)
 {
-  enum { O_GW = 256, O_SC, O_PU, O_PM, O_BU, O_BC, O_BM, O_FU, O_FM, O_FMAX,
-         O_LL, O_LR, O_JU, O_JMAX, O_IDLE, O_WIN, O_TO, O_BF, O_BB, O_TMP,
+  enum { O_GW = 256, O_SC, O_PU, O_PM, O_BU, O_BC, O_BM, O_FU, O_FM, O_FMAX, O_FIN,
+         O_LL, O_LR, O_JU, O_JMAX, O_IDLE, O_WIN, O_BWIN, O_TO, O_BF, O_BB, O_TMP,
          O_ENF, O_KEEP };
   static const struct option longs[] = {
       {"gateways", required_argument, NULL, O_GW},
@@ -2058,12 +2111,14 @@ static int parse_options(int argc, char **argv, options *o, char *self,
       {"fanout-users", required_argument, NULL, O_FU},
       {"fanout-msgs", required_argument, NULL, O_FM},
       {"fanout-max-s", required_argument, NULL, O_FMAX},
+      {"fanout-inflight", required_argument, NULL, O_FIN},
       {"latency-lines", required_argument, NULL, O_LL},
       {"latency-rate", required_argument, NULL, O_LR},
       {"join-users", required_argument, NULL, O_JU},
       {"join-max-s", required_argument, NULL, O_JMAX},
       {"idle-s", required_argument, NULL, O_IDLE},
       {"window", required_argument, NULL, O_WIN},
+      {"big-window", required_argument, NULL, O_BWIN},
       {"timeout", required_argument, NULL, O_TO},
       {"babelfish", required_argument, NULL, O_BF},
       {"biboumi", required_argument, NULL, O_BB},
@@ -2075,9 +2130,10 @@ static int parse_options(int argc, char **argv, options *o, char *self,
   *o = (options){.gw = {true, true}, .sc = {true, true, true, true},
                  .plain_users = 4000, .plain_members = 1, .big_users = 200,
                  .big_channels = 5, .big_members = 200, .fan_users = 50,
-                 .fan_msgs = 10000, .fan_max_s = 60, .lat_lines = 500,
-                 .lat_rate = 50, .join_users = 10000, .join_max_s = 90,
-                 .idle_s = 10, .window = 500, .timeout_s = 30};
+                 .fan_msgs = 10000, .fan_max_s = 60, .fan_inflight = 200,
+                 .lat_lines = 200, .lat_rate = 10, .join_users = 10000, .join_max_s = 90,
+                 .idle_s = 10, .window = 500, .big_window = 10,
+                 .timeout_s = 30};
   int opt;
   while ((opt = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
     switch (opt) {
@@ -2097,12 +2153,14 @@ static int parse_options(int argc, char **argv, options *o, char *self,
     case O_FU: o->fan_users = uarg(optarg); break;
     case O_FM: o->fan_msgs = strtoull(optarg, NULL, 10); break;
     case O_FMAX: o->fan_max_s = uarg(optarg); break;
+    case O_FIN: o->fan_inflight = uarg(optarg); break;
     case O_LL: o->lat_lines = uarg(optarg); break;
     case O_LR: o->lat_rate = uarg(optarg); break;
     case O_JU: o->join_users = uarg(optarg); break;
     case O_JMAX: o->join_max_s = uarg(optarg); break;
     case O_IDLE: o->idle_s = uarg(optarg); break;
     case O_WIN: o->window = uarg(optarg); break;
+    case O_BWIN: o->big_window = uarg(optarg); break;
     case O_TO: o->timeout_s = uarg(optarg); break;
     case O_BF: o->bin[GW_BABELFISH] = optarg; break;
     case O_BB: o->bin[GW_BIBOUMI] = optarg; break;
@@ -2143,6 +2201,14 @@ static int parse_options(int argc, char **argv, options *o, char *self,
   if (!o->tmp)
     o->tmp = "/tmp";
   mkdir(o->tmp, 0755);
+  /* absolute: the gateways take relative paths in their configs from
+   * the config's folder */
+  static char tmp_abs[PATH_MAX];
+  if (!realpath(o->tmp, tmp_abs)) {
+    fprintf(stderr, "bench-irc: %s: %s\n", o->tmp, strerror(errno));
+    return -1;
+  }
+  o->tmp = tmp_abs;
   return 0;
 }
 
@@ -2153,7 +2219,8 @@ static void print_figures(void)
     for (int g = 0; g < N_GW; g++)
       if (f->has[g])
         printf("%s_%s %.*f\n", gw_names[g], f->name, f->decimals, f->v[g]);
-    if (f->has[GW_BABELFISH] && f->has[GW_BIBOUMI] && f->v[GW_BIBOUMI] != 0)
+    if (f->ratio && f->has[GW_BABELFISH] && f->has[GW_BIBOUMI] &&
+        f->v[GW_BIBOUMI] != 0)
       printf("ratio_%s %.3f\n", f->name,
              f->v[GW_BABELFISH] / f->v[GW_BIBOUMI]);
   }

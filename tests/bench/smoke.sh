@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Quick run of the core benchmark (ctest bench/smoke): a small flood and
-# three start-ups. Fails only when the driver fails (handshake, missing
-# echoes, daemon crash), never for a missed target: a smoke run on a busy
-# or sanitizer build says nothing about performance.
+# Quick run of the benchmarks (ctest bench/smoke): a small flood, three
+# start-ups, and a tiny run of the IRC benchmark (irc-smoke.sh). Fails only
+# when a driver fails (handshake, missing echoes, daemon crash), never for
+# a missed target: a smoke run on a busy or sanitizer build says nothing
+# about performance.
 #   usage: bash smoke.sh BABELFISH BUILD_DIR
 set -euo pipefail
 
@@ -21,3 +22,5 @@ mkdir -p "$tmp"
 timeout 40 "$bench" --babelfish "$babelfish" --tmp "$tmp" -n 20000 \
   --latency-n 2000
 timeout 15 "$bench" --babelfish "$babelfish" --tmp "$tmp" --startup --runs 3
+# The IRC transport's benchmark, tiny (irc-smoke.sh).
+bash "$(dirname "$0")/irc-smoke.sh" "$babelfish" "$build"

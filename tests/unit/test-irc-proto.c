@@ -633,7 +633,7 @@ static void expect_build(const char *command, const char *const *params,
   char out[BF_IRC_LINE_MAX + 1];
   int rc = bf_irc_build(out, sizeof out, command, params, n, trailing);
   if (rc < 0)
-    fail_msg("build %s = %d", command, rc);
+    fail_msg("build %s = %d", command ? command : "(no command)", rc);
   assert_int_equal(rc, strlen(line));
   assert_string_equal(out, line);
 }
@@ -643,7 +643,8 @@ static void expect_refused(const char *command, const char *const *params,
   char out[BF_IRC_LINE_MAX + 1];
   int rc = bf_irc_build(out, sizeof out, command, params, n, trailing);
   if (rc != want)
-    fail_msg("build %s (%zu params) = %d, expected %d", command, n, rc, want);
+    fail_msg("build %s (%zu params) = %d, expected %d",
+             command ? command : "(no command)", n, rc, want);
 }
 
 static void test_build(void **state) {

@@ -538,7 +538,7 @@ static void show_reply(bf_irc_conn *c, const bf_irc_msg *m) {
 
 static int on_line(void *data, const char *line, size_t len) {
   bf_irc_conn *c = data;
-  bf_irc_msg *m = &c->msg;
+  bf_irc_msg *m = c->irc->msg;
   c->irc->lines_in++;
   if (bf_irc_parse(m, line, len) != 0) {
     conn_log(c, BF_LOG_DEBUG, "ignoring a malformed line of %zu bytes", len);

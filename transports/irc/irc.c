@@ -149,11 +149,12 @@ static int irc_init(const bf_host *host, void **state) {
   irc->realname = host->config(host, "realname");
   irc->username = host->config(host, "username");
   irc->history = calloc(BF_IRC_HISTORY_PENDING_MAX, sizeof *irc->history);
+  irc->msg = malloc(sizeof *irc->msg);
   /* The module's schema, append-only: migration i+1 takes it from
    * version i to i+1. */
   static const char *const migrations[] = {bf_irc_settings_schema,
                                            bf_irc_history_schema};
-  int rc = irc->history ? host->schema(host, migrations,
+  int rc = irc->history && irc->msg ? host->schema(host, migrations,
                                        sizeof migrations / sizeof *migrations)
                         : BF_ENOMEM;
   if (!rc)
@@ -161,6 +162,7 @@ static int irc_init(const bf_host *host, void **state) {
                            &irc->tick_timer);
   if (rc) {
     free(irc->history);
+    free(irc->msg);
     free(irc);
     return rc;
   }
@@ -173,6 +175,7 @@ static void irc_close(void *state) {
   bf_irc_conns_close(irc);
   bf_irc_history_close(irc);
   free(irc->history);
+  free(irc->msg);
   bf_irc_tls_shutdown();
   irc->host->log(irc->host, BF_LOG_INFO,
                  "%lu IRC lines in, %lu out, %lu channel lines stored",

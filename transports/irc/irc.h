@@ -132,7 +132,6 @@ struct bf_irc_conn {
                                   closed (their close callbacks pending
                                   included); the struct is freed at 0 */
   bf_irc_reader reader;
-  bf_irc_msg msg;              /* the line being handled */
   bf_irc_channel *channels;
 };
 
@@ -149,6 +148,9 @@ struct bf_irc {
   bf_irc_conn *conns;
   bool closing;                /* the module is closing: no reconnection */
   uint64_t tick_timer;         /* host timer id */
+  /* The line being handled, whichever connection it came from: one loop,
+   * one line at a time, so one parse buffer (10 KiB) serves them all. */
+  bf_irc_msg *msg;
   struct bf_irc_history_entry *history; /* lines not written yet */
   size_t n_history;
   unsigned long history_written;
