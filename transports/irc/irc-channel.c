@@ -164,8 +164,13 @@ static void occupant_presence(bf_irc_conn *c, bf_irc_channel *ch,
   for (size_t i = 0; codes && codes[i]; i++)
     bf_xml_set_attr(bf_xml_add_child(x, "status", NULL), "code", codes[i]);
   if (to) {
-    if (!bf_xml_set_attr(p, "to", to))
-      (void)c->irc->host->send(c->irc->host, p);
+    int rc = bf_xml_set_attr(p, "to", to);
+    if (!rc)
+      rc = c->irc->host->send(c->irc->host, p);
+    if (rc)
+      c->irc->host->log(c->irc->host, BF_LOG_WARN,
+                        "could not send a presence of %s to %s: %s", ch->room,
+                        to, bf_strerror(rc));
   } else {
     send_to_members(c, ch, p, false);
   }
