@@ -101,12 +101,7 @@ typedef struct conn {
   int fd;
   pid_t pid;
   bool closing;             /* we asked the daemon to stop */
-  bool stream_closed;       /* the daemon sent </stream:stream> */
-
-  /* incoming bytes not yet consumed; rx_pos is where scanning resumes */
-  char *rx;
-  size_t rx_len, rx_cap, rx_pos, stanza_start;
-  unsigned depth;           /* element depth; 1 = between stanzas */
+  bench_rx in;              /* the daemon's stream, framed */
   uint64_t bytes_in;
 
   uint64_t messages, pings, others;
@@ -262,90 +257,19 @@ static int on_stanza(conn *c, const char *s, size_t n, uint64_t now)
   return 0;
 }
 
-/* Splits rx into top-level elements from rx_pos on; keeps an incomplete
- * element for the next read. */
+static int scan_stanza(void *data, const char *s, size_t n, uint64_t now)
+{
+  return on_stanza(data, s, n, now);
+}
+
+/* Frames the daemon's stream (xml-scan.h); a closed stream we did not ask
+ * for is a failure. */
 static int scan(conn *c, uint64_t now)
 {
-  char *b = c->rx;
-  size_t len = c->rx_len, p = c->rx_pos;
-  int rc = 0;
-
-  while (p < len && rc == 0) {
-    char *lt = memchr(b + p, '<', len - p);
-    if (!lt) {
-      p = len;
-      break;
-    }
-    p = (size_t)(lt - b);
-    if (len - p < 2)
-      break;
-    size_t end;
-    if (b[p + 1] == '?' || b[p + 1] == '!') {
-      const char *close = "?>";
-      if (b[p + 1] == '!') {
-        if (len - p < 9)
-          break;
-        if (memcmp(b + p, "<!--", 4) == 0) {
-          close = "-->";
-        } else if (memcmp(b + p, "<![CDATA[", 9) == 0) {
-          close = "]]>";
-        } else {
-          /* RFC 6120 §11.1: no DTDs in XMPP */
-          fprintf(stderr, "bench: the daemon sent a DTD: %.40s\n", b + p);
-          return -1;
-        }
-      }
-      const char *q = memmem(b + p + 2, len - p - 2, close, strlen(close));
-      if (!q)
-        break;
-      end = (size_t)(q - b) + strlen(close);
-    } else if (b[p + 1] == '/') {
-      const char *gt = memchr(b + p + 2, '>', len - p - 2);
-      if (!gt)
-        break;
-      end = (size_t)(gt - b) + 1;
-      if (c->depth == 0) {
-        fprintf(stderr, "bench: unbalanced end tag from the daemon\n");
-        return -1;
-      }
-      c->depth--;
-      if (c->depth == 1)
-        rc = on_stanza(c, b + c->stanza_start, end - c->stanza_start, now);
-      else if (c->depth == 0)
-        c->stream_closed = true;
-    } else {
-      size_t gt = tag_end(b, p, len);
-      if (!gt)
-        break;
-      end = gt + 1;
-      if (c->depth == 1)
-        c->stanza_start = p;
-      if (b[gt - 1] != '/')
-        c->depth++;
-      else if (c->depth == 1)
-        rc = on_stanza(c, b + p, end - p, now);
-    }
-    p = end;
-  }
+  int rc = bench_rx_scan(&c->in, RX_MAX, "bench", scan_stanza, c, now);
   if (rc < 0)
     return rc;
-
-  /* Drop what is consumed; an open stanza stays from its start tag. */
-  size_t keep = c->depth >= 2 ? c->stanza_start : p;
-  if (keep > 0) {
-    memmove(b, b + keep, len - keep);
-    c->rx_len = len - keep;
-    p -= keep;
-    if (c->depth >= 2)
-      c->stanza_start -= keep;
-  }
-  c->rx_pos = p;
-  if (c->rx_len > RX_MAX) {
-    fprintf(stderr, "bench: one element from the daemon is over %u bytes\n",
-            RX_MAX);
-    return -1;
-  }
-  if (c->stream_closed && !c->closing) {
+  if (c->in.stream_closed && !c->closing) {
     fprintf(stderr, "bench: the daemon closed its stream\n");
     return -1;
   }
@@ -355,18 +279,18 @@ static int scan(conn *c, uint64_t now)
 /* One read(2) into rx. 1 = data, 0 = nothing (EAGAIN), -1 = EOF/error. */
 static int rx_read(conn *c)
 {
-  if (c->rx_cap - c->rx_len < RX_CHUNK) {
-    size_t cap = c->rx_len + RX_CHUNK;
-    char *p = realloc(c->rx, cap);
+  if (c->in.rx_cap - c->in.rx_len < RX_CHUNK) {
+    size_t cap = c->in.rx_len + RX_CHUNK;
+    char *p = realloc(c->in.rx, cap);
     if (!p)
       return -1;
-    c->rx = p;
-    c->rx_cap = cap;
+    c->in.rx = p;
+    c->in.rx_cap = cap;
   }
   for (;;) {
-    ssize_t r = read(c->fd, c->rx + c->rx_len, c->rx_cap - c->rx_len);
+    ssize_t r = read(c->fd, c->in.rx + c->in.rx_len, c->in.rx_cap - c->in.rx_len);
     if (r > 0) {
-      c->rx_len += (size_t)r;
+      c->in.rx_len += (size_t)r;
       c->bytes_in += (uint64_t)r;
       return 1;
     }
@@ -539,13 +463,13 @@ static int serve_handshake(conn *c, uint64_t deadline, uint64_t *t_handshake)
 {
   size_t header_end = 0;
   for (;;) {
-    const char *h = c->rx_len ? memmem(c->rx, c->rx_len, "<stream:stream",
+    const char *h = c->in.rx_len ? memmem(c->in.rx, c->in.rx_len, "<stream:stream",
                                        14)
                               : NULL;
     if (h) {
-      size_t gt = tag_end(c->rx, (size_t)(h - c->rx), c->rx_len);
+      size_t gt = tag_end(c->in.rx, (size_t)(h - c->in.rx), c->in.rx_len);
       if (gt) {
-        size_t hs = (size_t)(h - c->rx);
+        size_t hs = (size_t)(h - c->in.rx);
         if (!memmem(h, gt - hs, "jabber:component:accept", 23) ||
             !attr_equals(h, gt - hs + 1, "to", BENCH_DOMAIN)) {
           fprintf(stderr, "bench: unexpected stream header: %.*s\n",
@@ -556,8 +480,8 @@ static int serve_handshake(conn *c, uint64_t deadline, uint64_t *t_handshake)
         break;
       }
     }
-    if (c->rx_len > HEADER_MAX) {
-      fprintf(stderr, "bench: no stream header in %zu bytes\n", c->rx_len);
+    if (c->in.rx_len > HEADER_MAX) {
+      fprintf(stderr, "bench: no stream header in %zu bytes\n", c->in.rx_len);
       return -1;
     }
     if (rx_wait(c, deadline, "the stream header") < 0)
@@ -569,21 +493,21 @@ static int serve_handshake(conn *c, uint64_t deadline, uint64_t *t_handshake)
 
   const char *end_tag;
   for (;;) {
-    end_tag = memmem(c->rx + header_end, c->rx_len - header_end,
+    end_tag = memmem(c->in.rx + header_end, c->in.rx_len - header_end,
                      "</handshake>", 12);
     if (end_tag)
       break;
-    if (c->rx_len - header_end > HEADER_MAX) {
+    if (c->in.rx_len - header_end > HEADER_MAX) {
       fprintf(stderr, "bench: no </handshake> in %zu bytes\n",
-              c->rx_len - header_end);
+              c->in.rx_len - header_end);
       return -1;
     }
     if (rx_wait(c, deadline, "the handshake") < 0)
       return -1;
   }
   *t_handshake = now_ns();
-  const char *start = memmem(c->rx + header_end,
-                             (size_t)(end_tag - c->rx) - header_end,
+  const char *start = memmem(c->in.rx + header_end,
+                             (size_t)(end_tag - c->in.rx) - header_end,
                              "<handshake>", 11);
   char want[41];
   if (handshake_digest(want) < 0) {
@@ -593,7 +517,7 @@ static int serve_handshake(conn *c, uint64_t deadline, uint64_t *t_handshake)
   if (!start || end_tag - (start + 11) != 40 ||
       memcmp(start + 11, want, 40) != 0) {
     fprintf(stderr, "bench: wrong handshake: %.*s (want %s)\n",
-            (int)(end_tag + 12 - (c->rx + header_end)), c->rx + header_end,
+            (int)(end_tag + 12 - (c->in.rx + header_end)), c->in.rx + header_end,
             want);
     return -1;
   }
@@ -601,11 +525,11 @@ static int serve_handshake(conn *c, uint64_t deadline, uint64_t *t_handshake)
     return -1;
 
   /* what follows the handshake is stanzas at depth 1 */
-  size_t used = (size_t)(end_tag + 12 - c->rx);
-  memmove(c->rx, c->rx + used, c->rx_len - used);
-  c->rx_len -= used;
-  c->rx_pos = 0;
-  c->depth = 1;
+  size_t used = (size_t)(end_tag + 12 - c->in.rx);
+  memmove(c->in.rx, c->in.rx + used, c->in.rx_len - used);
+  c->in.rx_len -= used;
+  c->in.rx_pos = 0;
+  c->in.depth = 1;
   return scan(c, now_ns());
 }
 
@@ -791,7 +715,7 @@ static int daemon_stop(conn *c)
     if (c->fd >= 0) {
       struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
       if (poll(&pfd, 1, 10) > 0 &&
-          (rx_read(c) < 0 || scan(c, now_ns()) < 0 || c->stream_closed)) {
+          (rx_read(c) < 0 || scan(c, now_ns()) < 0 || c->in.stream_closed)) {
         /* best effort: the daemon may already be gone */
         if (write(c->fd, "</stream:stream>", 16) < 0) {
         }
@@ -1088,7 +1012,7 @@ static int daemon_start(const options *o, const bench_env *e, conn *c,
 
 static void conn_free(conn *c)
 {
-  free(c->rx);
+  free(c->in.rx);
   free(c->reply);
 }
 

@@ -232,10 +232,7 @@ static double proc_cpu_s(pid_t pid)
 /* The component connection (the gateway's XMPP side). */
 typedef struct comp {
   int fd;
-  char *rx;
-  size_t rx_len, rx_cap, rx_pos, stanza_start;
-  unsigned depth;
-  bool stream_closed;
+  bench_rx in;                /* the gateway's stream, framed */
   char *tx;
   size_t tx_len, tx_off, tx_cap;
   bool want_out;
@@ -465,7 +462,7 @@ static void run_close(run *r)
   free(r->done);
   free(r->lat);
   free(r->user_delivered);
-  free(r->c.rx);
+  free(r->c.in.rx);
   free(r->c.tx);
   if (r->c.fd >= 0)
     close(r->c.fd);
@@ -778,103 +775,33 @@ static int on_stanza(run *r, const char *s, size_t n, uint64_t now)
   return 0;
 }
 
-/* Splits rx into top-level elements (bench-component.c's scanner). */
+static int scan_stanza(void *data, const char *s, size_t n, uint64_t now)
+{
+  return on_stanza(data, s, n, now);
+}
+
+/* Frames the gateway's stream (xml-scan.h). */
 static int scan(run *r, uint64_t now)
 {
-  comp *c = &r->c;
-  char *b = c->rx;
-  size_t len = c->rx_len, p = c->rx_pos;
-  int rc = 0;
-  while (p < len && rc == 0) {
-    char *lt = memchr(b + p, '<', len - p);
-    if (!lt) {
-      p = len;
-      break;
-    }
-    p = (size_t)(lt - b);
-    if (len - p < 2)
-      break;
-    size_t end;
-    if (b[p + 1] == '?' || b[p + 1] == '!') {
-      const char *close = "?>";
-      if (b[p + 1] == '!') {
-        if (len - p < 9)
-          break;
-        if (memcmp(b + p, "<!--", 4) == 0) {
-          close = "-->";
-        } else if (memcmp(b + p, "<![CDATA[", 9) == 0) {
-          close = "]]>";
-        } else {
-          fprintf(stderr, "bench-irc: a DTD from the gateway\n");
-          return -1;
-        }
-      }
-      const char *q = memmem(b + p + 2, len - p - 2, close, strlen(close));
-      if (!q)
-        break;
-      end = (size_t)(q - b) + strlen(close);
-    } else if (b[p + 1] == '/') {
-      const char *gt = memchr(b + p + 2, '>', len - p - 2);
-      if (!gt)
-        break;
-      end = (size_t)(gt - b) + 1;
-      if (c->depth == 0) {
-        fprintf(stderr, "bench-irc: unbalanced end tag from the gateway\n");
-        return -1;
-      }
-      c->depth--;
-      if (c->depth == 1)
-        rc = on_stanza(r, b + c->stanza_start, end - c->stanza_start, now);
-      else if (c->depth == 0)
-        c->stream_closed = true;
-    } else {
-      size_t gt = tag_end(b, p, len);
-      if (!gt)
-        break;
-      end = gt + 1;
-      if (c->depth == 1)
-        c->stanza_start = p;
-      if (b[gt - 1] != '/')
-        c->depth++;
-      else if (c->depth == 1)
-        rc = on_stanza(r, b + p, end - p, now);
-    }
-    p = end;
-  }
-  if (rc < 0)
-    return rc;
-  size_t keep = c->depth >= 2 ? c->stanza_start : p;
-  if (keep > 0) {
-    memmove(b, b + keep, len - keep);
-    c->rx_len = len - keep;
-    p -= keep;
-    if (c->depth >= 2)
-      c->stanza_start -= keep;
-  }
-  c->rx_pos = p;
-  if (c->rx_len > RX_MAX) {
-    fprintf(stderr, "bench-irc: an element over %u bytes\n", RX_MAX);
-    return -1;
-  }
-  return 0;
+  return bench_rx_scan(&r->c.in, RX_MAX, "bench-irc", scan_stanza, r, now);
 }
 
 /* One read into rx: 1 data, 0 EAGAIN, -1 EOF or error. */
 static int comp_read(run *r)
 {
   comp *c = &r->c;
-  if (c->rx_cap - c->rx_len < RX_CHUNK) {
-    size_t cap = c->rx_len + RX_CHUNK;
-    char *p = realloc(c->rx, cap);
+  if (c->in.rx_cap - c->in.rx_len < RX_CHUNK) {
+    size_t cap = c->in.rx_len + RX_CHUNK;
+    char *p = realloc(c->in.rx, cap);
     if (!p)
       return -1;
-    c->rx = p;
-    c->rx_cap = cap;
+    c->in.rx = p;
+    c->in.rx_cap = cap;
   }
   for (;;) {
-    ssize_t n = read(c->fd, c->rx + c->rx_len, c->rx_cap - c->rx_len);
+    ssize_t n = read(c->fd, c->in.rx + c->in.rx_len, c->in.rx_cap - c->in.rx_len);
     if (n > 0) {
-      c->rx_len += (size_t)n;
+      c->in.rx_len += (size_t)n;
       return 1;
     }
     if (n == 0)
@@ -916,7 +843,7 @@ static int comp_readable(run *r)
       break;
     if (scan(r, now_ns()) < 0)
       return -1;
-    if (r->c.stream_closed) {
+    if (r->c.in.stream_closed) {
       if (r->closing) {
         comp_close(r);
         return 0;
@@ -1009,11 +936,11 @@ static int serve_component(run *r)
   comp *c = &r->c;
   size_t header_end = 0;
   for (;;) {
-    const char *h = c->rx_len ? memmem(c->rx, c->rx_len, "<stream:stream", 14)
+    const char *h = c->in.rx_len ? memmem(c->in.rx, c->in.rx_len, "<stream:stream", 14)
                               : NULL;
-    size_t gt = h ? tag_end(c->rx, (size_t)(h - c->rx), c->rx_len) : 0;
+    size_t gt = h ? tag_end(c->in.rx, (size_t)(h - c->in.rx), c->in.rx_len) : 0;
     if (gt) {
-      size_t hs = (size_t)(h - c->rx);
+      size_t hs = (size_t)(h - c->in.rx);
       if (!memmem(h, gt - hs, "jabber:component:accept", 23) ||
           !attr_equals(h, gt - hs + 1, "to", GW_DOMAIN)) {
         fprintf(stderr, "bench-irc: unexpected stream header: %.*s\n",
@@ -1023,23 +950,23 @@ static int serve_component(run *r)
       header_end = gt + 1;
       break;
     }
-    if (c->rx_len > HEADER_MAX || rx_wait(r, deadline, "the header") < 0)
+    if (c->in.rx_len > HEADER_MAX || rx_wait(r, deadline, "the header") < 0)
       return -1;
   }
   if (write_all(c->fd, SERVER_HEADER, strlen(SERVER_HEADER), deadline) < 0)
     return -1;
   const char *end_tag;
   for (;;) {
-    end_tag = memmem(c->rx + header_end, c->rx_len - header_end,
+    end_tag = memmem(c->in.rx + header_end, c->in.rx_len - header_end,
                      "</handshake>", 12);
     if (end_tag)
       break;
-    if (c->rx_len - header_end > HEADER_MAX ||
+    if (c->in.rx_len - header_end > HEADER_MAX ||
         rx_wait(r, deadline, "the handshake") < 0)
       return -1;
   }
-  const char *start = memmem(c->rx + header_end,
-                             (size_t)(end_tag - c->rx) - header_end,
+  const char *start = memmem(c->in.rx + header_end,
+                             (size_t)(end_tag - c->in.rx) - header_end,
                              "<handshake", 10);
   const char *gt = start ? memchr(start, '>', (size_t)(end_tag - start))
                          : NULL;
@@ -1053,11 +980,11 @@ static int serve_component(run *r)
   }
   if (write_all(c->fd, "<handshake/>", 12, deadline) < 0)
     return -1;
-  size_t used = (size_t)(end_tag + 12 - c->rx);
-  memmove(c->rx, c->rx + used, c->rx_len - used);
-  c->rx_len -= used;
-  c->rx_pos = 0;
-  c->depth = 1;
+  size_t used = (size_t)(end_tag + 12 - c->in.rx);
+  memmove(c->in.rx, c->in.rx + used, c->in.rx_len - used);
+  c->in.rx_len -= used;
+  c->in.rx_pos = 0;
+  c->in.depth = 1;
   if (ep_add(r, c->fd, &tag_comp, EPOLLIN) < 0)
     return -1;
   return scan(r, now_ns());

@@ -1,12 +1,14 @@
 /* The few bytes of XML the benchmark drivers look at, scanned by hand
  * (the point is to measure the daemon's parser, not to run another one):
  * tags, attributes and element names in a receive buffer. Shared by
- * bench-component.c and bench-irc.c. */
+ * bench-component.c and bench-irc.c, with the stanza framer. */
 #ifndef BF_BENCH_XML_SCAN_H
 #define BF_BENCH_XML_SCAN_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 static inline bool is_space(char ch)
@@ -92,6 +94,109 @@ static inline bool element_is(const char *s, size_t n, const char *name)
   size_t len = strlen(name);
   return n > len + 1 && memcmp(s + 1, name, len) == 0 &&
          (is_space(s[1 + len]) || s[1 + len] == '>' || s[1 + len] == '/');
+}
+
+/* Bytes from the daemon's component stream, split into top-level
+ * elements (stanzas) as they complete. */
+typedef struct bench_rx {
+  char *rx;                 /* incoming bytes not yet consumed */
+  size_t rx_len, rx_cap;
+  size_t rx_pos;            /* where scanning resumes */
+  size_t stanza_start;      /* of the stanza being received */
+  unsigned depth;           /* element depth; 1 = between stanzas */
+  bool stream_closed;       /* the daemon sent </stream:stream> */
+} bench_rx;
+
+/* Splits c->rx into top-level elements from rx_pos on, calling
+ * on_stanza(data, s, n, now) for each stanza; an incomplete element stays
+ * for the next read. Returns on_stanza's negative code, or -1 (with a
+ * message starting with who) for a DTD, an unbalanced end tag or an
+ * element over max bytes; else 0. */
+static inline int bench_rx_scan(bench_rx *c, size_t max, const char *who,
+                                int (*on_stanza)(void *data, const char *s,
+                                                 size_t n, uint64_t now),
+                                void *data, uint64_t now)
+{
+  char *b = c->rx;
+  size_t len = c->rx_len, p = c->rx_pos;
+  int rc = 0;
+
+  while (p < len && rc == 0) {
+    char *lt = memchr(b + p, '<', len - p);
+    if (!lt) {
+      p = len;
+      break;
+    }
+    p = (size_t)(lt - b);
+    if (len - p < 2)
+      break;
+    size_t end;
+    if (b[p + 1] == '?' || b[p + 1] == '!') {
+      const char *close = "?>";
+      if (b[p + 1] == '!') {
+        if (len - p < 9)
+          break;
+        if (memcmp(b + p, "<!--", 4) == 0) {
+          close = "-->";
+        } else if (memcmp(b + p, "<![CDATA[", 9) == 0) {
+          close = "]]>";
+        } else {
+          /* RFC 6120 §11.1: no DTDs in XMPP */
+          fprintf(stderr, "%s: the daemon sent a DTD: %.40s\n", who, b + p);
+          return -1;
+        }
+      }
+      const char *q = memmem(b + p + 2, len - p - 2, close, strlen(close));
+      if (!q)
+        break;
+      end = (size_t)(q - b) + strlen(close);
+    } else if (b[p + 1] == '/') {
+      const char *gt = memchr(b + p + 2, '>', len - p - 2);
+      if (!gt)
+        break;
+      end = (size_t)(gt - b) + 1;
+      if (c->depth == 0) {
+        fprintf(stderr, "%s: unbalanced end tag from the daemon\n", who);
+        return -1;
+      }
+      c->depth--;
+      if (c->depth == 1)
+        rc = on_stanza(data, b + c->stanza_start, end - c->stanza_start, now);
+      else if (c->depth == 0)
+        c->stream_closed = true;
+    } else {
+      size_t gt = tag_end(b, p, len);
+      if (!gt)
+        break;
+      end = gt + 1;
+      if (c->depth == 1)
+        c->stanza_start = p;
+      if (b[gt - 1] != '/')
+        c->depth++;
+      else if (c->depth == 1)
+        rc = on_stanza(data, b + p, end - p, now);
+    }
+    p = end;
+  }
+  if (rc < 0)
+    return rc;
+
+  /* Drop what is consumed; an open stanza stays from its start tag. */
+  size_t keep = c->depth >= 2 ? c->stanza_start : p;
+  if (keep > 0) {
+    memmove(b, b + keep, len - keep);
+    c->rx_len = len - keep;
+    p -= keep;
+    if (c->depth >= 2)
+      c->stanza_start -= keep;
+  }
+  c->rx_pos = p;
+  if (c->rx_len > max) {
+    fprintf(stderr, "%s: one element from the daemon is over %zu bytes\n",
+            who, max);
+    return -1;
+  }
+  return 0;
 }
 
 #endif
