@@ -362,6 +362,7 @@ static void send_registration(bf_irc_conn *c) {
   const char *real = c->realname ? c->realname
                      : irc->realname ? irc->realname : c->nick;
   const char *user[] = {user_name, "0", "*", real};
+  c->caps = c->caps_wanted = 0;
   if (c->pass)
     (void)bf_irc_send(c, "PASS", pass, 1, true);
   c->cap_negotiating = bf_irc_send(c, "CAP", cap, 2, false) == 0;
@@ -390,18 +391,54 @@ static void tell_user(bf_irc_conn *c, const char *text) {
   free(from);
 }
 
-/* The capabilities babelfish uses, when offered. */
-static bool wanted_cap(const bf_irc_conn *c, const char *name) {
-  static const char *const caps[] = {"multi-prefix", "server-time",
-                                     "message-tags"};
-  for (size_t i = 0; i < sizeof caps / sizeof *caps; i++) {
-    if (!strcmp(name, caps[i]))
-      return true;
+/* The capabilities babelfish uses, by name. */
+static const struct {
+  const char *name;
+  unsigned bit;
+} irc_caps[] = {
+    {"sasl", BF_IRC_CAP_SASL},
+    {"multi-prefix", BF_IRC_CAP_MULTI_PREFIX},
+    {"server-time", BF_IRC_CAP_SERVER_TIME},
+    {"message-tags", BF_IRC_CAP_MESSAGE_TAGS},
+    {"away-notify", BF_IRC_CAP_AWAY_NOTIFY},
+    {"account-notify", BF_IRC_CAP_ACCOUNT_NOTIFY},
+    {"extended-join", BF_IRC_CAP_EXTENDED_JOIN},
+    {"batch", BF_IRC_CAP_BATCH},
+    {"draft/chathistory", BF_IRC_CAP_CHATHISTORY},
+};
+
+static unsigned cap_bit(const char *name) {
+  for (size_t i = 0; i < sizeof irc_caps / sizeof *irc_caps; i++) {
+    if (!strcmp(name, irc_caps[i].name))
+      return irc_caps[i].bit;
   }
-  return !strcmp(name, "sasl") && c->sasl_user && c->sasl_password;
+  return 0;
 }
 
-/* CAP LS / ACK / NAK (IRCv3 capability negotiation 3.2). */
+/* The bits named in a CAP list ("a b=v -c"); values and removals ('-')
+ * are skipped. */
+static unsigned cap_bits(const char *list) {
+  unsigned bits = 0;
+  char name[64];
+  for (const char *p = list; *p;) {
+    while (*p == ' ')
+      p++;
+    size_t n = strcspn(p, " ");
+    size_t k = strcspn(p, " =");
+    if (n && *p != '-' && k < sizeof name) {
+      memcpy(name, p, k);
+      name[k] = '\0';
+      bits |= cap_bit(name);
+    }
+    p += n;
+  }
+  return bits;
+}
+
+/* CAP LS / ACK / NAK (IRCv3 capability negotiation 3.2). The wanted
+ * capabilities of every LS line are gathered and requested at once with
+ * the last one ("CAP * LS * :..." says more follow); SASL only with an
+ * account to log in with. */
 static void on_cap(bf_irc_conn *c, const bf_irc_msg *m) {
   if (m->n_params < 3)
     return;
@@ -409,39 +446,30 @@ static void on_cap(bf_irc_conn *c, const bf_irc_msg *m) {
   const char *list = m->params[m->n_params - 1];
   if (!strcasecmp(sub, "LS")) {
     bool more = m->n_params >= 4 && !strcmp(m->params[2], "*");
+    c->caps_wanted |= cap_bits(list);
+    if (!(c->sasl_user && c->sasl_password))
+      c->caps_wanted &= ~(unsigned)BF_IRC_CAP_SASL;
+    if (more)
+      return;
     char req[400] = "";
-    char *copy = strdup(list), *save = NULL;
-    for (char *t = copy ? strtok_r(copy, " ", &save) : NULL; t;
-         t = strtok_r(NULL, " ", &save)) {
-      char *eq = strchr(t, '=');
-      if (eq)
-        *eq = '\0';
-      if (wanted_cap(c, t) && strlen(req) + strlen(t) + 2 < sizeof req) {
-        if (req[0])
-          strcat(req, " ");
-        strcat(req, t);
-      }
+    for (size_t i = 0; i < sizeof irc_caps / sizeof *irc_caps; i++) {
+      if (!(c->caps_wanted & irc_caps[i].bit))
+        continue;
+      if (req[0])
+        strcat(req, " ");
+      strcat(req, irc_caps[i].name);
     }
-    free(copy);
     if (req[0]) {
       const char *params[] = {"REQ", req};
       (void)bf_irc_send(c, "CAP", params, 2, true);
-    } else if (!more) {
+    } else {
       cap_end(c);
     }
     return;
   }
   if (!strcasecmp(sub, "ACK")) {
-    char *copy = strdup(list), *save = NULL;
-    for (char *t = copy ? strtok_r(copy, " ", &save) : NULL; t;
-         t = strtok_r(NULL, " ", &save)) {
-      c->cap_sasl |= !strcmp(t, "sasl");
-      c->cap_server_time |= !strcmp(t, "server-time");
-      c->cap_message_tags |= !strcmp(t, "message-tags");
-      c->cap_multi_prefix |= !strcmp(t, "multi-prefix");
-    }
-    free(copy);
-    if (c->cap_sasl) {
+    c->caps |= cap_bits(list);
+    if (c->caps & BF_IRC_CAP_SASL) {
       const char *mech[] = {"PLAIN"};
       (void)bf_irc_send(c, "AUTHENTICATE", mech, 1, false);
     } else {
@@ -558,7 +586,7 @@ static int on_line(void *data, const char *line, size_t len) {
     return 0;
   }
   if (!strcasecmp(m->command, "AUTHENTICATE")) {
-    if (c->cap_sasl && c->sasl_user && c->sasl_password)
+    if ((c->caps & BF_IRC_CAP_SASL) && c->sasl_user && c->sasl_password)
       on_authenticate(c);
     return 0;
   }

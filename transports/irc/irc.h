@@ -52,6 +52,21 @@
 
 typedef struct bf_irc bf_irc;
 
+/* IRCv3 capabilities babelfish requests when a server offers them (CAP
+ * LS 302 / REQ / ACK); bits of bf_irc_conn.caps. */
+enum {
+  BF_IRC_CAP_SASL = 1u << 0,
+  BF_IRC_CAP_MULTI_PREFIX = 1u << 1,
+  BF_IRC_CAP_SERVER_TIME = 1u << 2,
+  BF_IRC_CAP_MESSAGE_TAGS = 1u << 3,
+  BF_IRC_CAP_ECHO_MESSAGE = 1u << 4,
+  BF_IRC_CAP_AWAY_NOTIFY = 1u << 5,
+  BF_IRC_CAP_ACCOUNT_NOTIFY = 1u << 6,
+  BF_IRC_CAP_EXTENDED_JOIN = 1u << 7,
+  BF_IRC_CAP_BATCH = 1u << 8,
+  BF_IRC_CAP_CHATHISTORY = 1u << 9,  /* "draft/chathistory" */
+};
+
 /* A channel line waiting to be written (irc-history.c). */
 struct bf_irc_history_entry {
   char *server, *channel, *nick, *body;
@@ -107,7 +122,8 @@ struct bf_irc_conn {
   size_t n_pending;
   /* IRCv3 capabilities (CAP LS 302 / REQ / ACK). */
   bool cap_negotiating;
-  bool cap_sasl, cap_server_time, cap_message_tags, cap_multi_prefix;
+  unsigned caps_wanted;        /* BF_IRC_CAP_* requested from CAP LS */
+  unsigned caps;               /* BF_IRC_CAP_* the server acknowledged */
   unsigned ports[BF_IRC_PORTS_MAX];
   bool tls[BF_IRC_PORTS_MAX];
   size_t n_ports, port_at;
