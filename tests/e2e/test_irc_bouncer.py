@@ -10,7 +10,7 @@ import sqlite3
 import time
 
 from harness import (E2ETestCase, Lab, babelfish_config, child_text,
-                     irc_nick, irc_parse, main, q, report)
+                     irc_nick, irc_parse, main, q, report, stanza_error)
 from test_users import command, form_fields, form_xml, note_text, roster_client
 
 GW = "irc.localhost"
@@ -177,6 +177,12 @@ class IrcBouncerTest(E2ETestCase):
         self.assertIn("XMPP", self.wait_away("alice"))
         self.bob.pump(0.3)
         self.assertFalse(any(" PART " in l for l in self.bob.lines[mark:]))
+        # Out of the room, alice cannot write to it.
+        alice.send_raw("<message to='%s' type='groupchat' id='out'><body>"
+                       "hi</body></message>" % room("#test"))
+        err = alice.wait_stanza(lambda el: el.get("id") == "out"
+                                and el.get("type") == "error")
+        self.assertEqual(stanza_error(err)[1], "not-acceptable")
         for text in ("missed 1", "missed 2"):
             self.bob.privmsg("#test", text)
         self.bob.pump(0.3)
@@ -249,8 +255,7 @@ class IrcBouncerTest(E2ETestCase):
                               and p[3][0] == "#test", timeout=15)
         report("persistent channel rejoined %.2f s after the start",
                time.monotonic() - t0)
-        self.bf.wait_log(r"alice@localhost on localhost: 1 persistent "
-                         r"channels restored")
+        self.bf.wait_log(r"restored 1 IRC connections, 0 to go")
         self.assertIn("XMPP", self.wait_away("alice"))
         self.bob.privmsg("#test", "after the restart")
         self.bob.pump(0.3)
@@ -265,6 +270,36 @@ class IrcBouncerTest(E2ETestCase):
         self.bob.wait_command("QUIT", lambda p: irc_nick(p[1]) == "alice")
         self.assertEqual(self.rows("SELECT count(*) FROM irc_channel_settings "
                                    "WHERE user = 'alice@localhost'")[0][0], 0)
+
+    def test_restore_is_staggered(self):
+        """30 users with a persistent channel: 25 connect at the first
+        tick, the other 5 a tick later; all are back in the channel."""
+        users = ["u%02d" % i for i in range(30)]
+        con = sqlite3.connect(self.db, timeout=5)
+        with con:
+            for u in users:
+                for var, value in (("persistent", "1"), ("nick", u),
+                                   ("left_at", "0")):
+                    con.execute("INSERT INTO irc_channel_settings VALUES "
+                                "(?, ?, 'localhost', '#test', ?, ?)",
+                                (GW, u + "@localhost", var, value))
+        con.close()
+        rc, _ = self.bf.stop()
+        self.assertEqual(rc, 0)
+        t0 = time.monotonic()
+        self.bf = self.start()
+        self.bf.wait_log(r"30 IRC connections with persistent channels to "
+                         r"restore, 25 a second")
+        self.bf.wait_log(r"restored 25 IRC connections, 5 to go")
+        self.bf.wait_log(r"restored 5 IRC connections, 0 to go")
+        joined = set()
+        while len(joined) < len(users):
+            line = self.bob.wait_command("JOIN", timeout=15)
+            joined.add(irc_nick(line[1]))
+        report("30 persistent users back in the channel in %.2f s",
+               time.monotonic() - t0)
+        self.assertEqual(joined, set(users))
+        self.assertEqual(self.bf.count_log(r"to go"), 2)
 
 
 if __name__ == "__main__":

@@ -130,18 +130,22 @@ out:
 }
 
 void bf_irc_bouncer_tick(bf_irc *irc) {
-  for (int i = 0; i < BF_IRC_RESTORE_PER_TICK && irc->restore_at < irc->n_restore;
-       i++) {
+  if (!irc->restore)
+    return;
+  int started = 0;
+  for (; started < BF_IRC_RESTORE_PER_TICK && irc->restore_at < irc->n_restore;
+       started++) {
     struct bf_irc_restore *p = &irc->restore[irc->restore_at++];
     restore_ctx r = {irc, NULL, 0};
     (void)bf_irc_persistent_each(irc, p->user, p->server, restore_channel, &r);
-    if (r.channels)
-      irc->host->log(irc->host, BF_LOG_INFO, "%s on %s: %zu persistent "
-                     "channels restored", p->user, p->server, r.channels);
+    irc->host->log(irc->host, BF_LOG_DEBUG, "%s on %s: %zu persistent "
+                   "channels restored", p->user, p->server, r.channels);
     free(p->user);
     free(p->server);
   }
-  if (irc->restore && irc->restore_at == irc->n_restore) {
+  irc->host->log(irc->host, BF_LOG_INFO, "restored %d IRC connections, %zu "
+                 "to go", started, irc->n_restore - irc->restore_at);
+  if (irc->restore_at == irc->n_restore) {
     free(irc->restore);
     irc->restore = NULL;
     irc->n_restore = irc->restore_at = 0;

@@ -789,7 +789,7 @@ int bf_irc_message(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
   const char *subject = bf_xml_child_text(stanza, "subject", BF_NS_COMPONENT);
   if (a->channel && !to->resource) {
     bf_irc_channel *ch = c ? channel_find(c, a->name) : NULL;
-    if (!ch || !ch->joined) {
+    if (!ch || !ch->joined || !ch->n_members) { /* n_members: kept */
       reply_error(irc, stanza, "not-acceptable", "join the room first");
       return 0;
     }
