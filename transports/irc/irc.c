@@ -160,7 +160,7 @@ static int irc_init(const bf_host *host, void **state) {
                                        sizeof migrations / sizeof *migrations)
                         : BF_ENOMEM;
   if (!rc)
-    rc = bf_irc_bouncer_init(irc);
+    (void)bf_irc_bouncer_init(irc); /* logged; the gateway works without */
   if (!rc)
     rc = host->timer_start(host, BF_IRC_TICK_MS, BF_IRC_TICK_MS, irc_tick, irc,
                            &irc->tick_timer);
