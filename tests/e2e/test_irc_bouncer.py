@@ -221,7 +221,11 @@ class IrcBouncerTest(E2ETestCase):
         self.bob.wait_command("JOIN", lambda p: irc_nick(p[1]) == "alice"
                               and p[3][0] == "#other")
 
-        # alice goes offline: #test stays, #other is left, she is AWAY.
+        # alice leaves #test (kept), then goes offline: #test stays,
+        # #other is left, she is AWAY.
+        self.leave(alice, "#test", "alice")
+        self.bob.privmsg("#test", "before you went offline")
+        self.bob.pump(0.3)
         mark = self.bf.mark()
         alice.disconnect()
         self.bf.wait_log(r"session of alice@localhost ends", since=mark)
@@ -239,7 +243,7 @@ class IrcBouncerTest(E2ETestCase):
         self.assertEqual(pm.get("type"), "chat")
         self.assertEqual(child_text(pm, "body"), "call me")
         self.assertEqual(self.join(alice, "#test", "alice"),
-                         ["while you were out"])
+                         ["before you went offline", "while you were out"])
         mark = self.bf.mark()
         alice.disconnect()
         self.bf.wait_log(r"session of alice@localhost ends", since=mark)

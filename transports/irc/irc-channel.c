@@ -697,6 +697,8 @@ static void leave(bf_irc *irc, const bf_irc_address *a, const char *bare,
 void bf_irc_rooms_left(bf_irc_conn *c, const char *status) {
   for (bf_irc_channel *ch = c->channels, *next; ch; ch = next) {
     next = ch->next;
+    if (!ch->n_members)
+      continue; /* already kept: away since then */
     if (ch->names_done)
       leave_all(c, ch, status, NULL);
     for (size_t i = 0; i < ch->n_members; i++)
