@@ -310,7 +310,10 @@ class Prosody(XmppServer):
     USERS = {"alice": "alicepw", "bob": "bobpw", "carol": "carolpw",
              "dave": "davepw", "erin": "erinpw", "frank": "frankpw"}
 
-    def __init__(self, lab, components, stanza_limit=8 * 1024 * 1024):
+    def __init__(self, lab, components, stanza_limit=8 * 1024 * 1024,
+                 offline=False):
+        """offline: keep messages to offline users (mod_offline) and
+        deliver them at their next login, as a stock Prosody does."""
         self.lab = lab
         self.dir = lab.mkdir("prosody")
         self.data = os.path.join(self.dir, "data")
@@ -335,8 +338,9 @@ class Prosody(XmppServer):
             'http_ports = {}',
             'https_ports = {}',
             'modules_enabled = { "roster"; "saslauth"; "disco"; "ping"; '
-            '"register"; "posix"; }',
-            'modules_disabled = { "s2s"; "offline" }',
+            '"register"; "posix"; %s}' % ('"offline"; ' if offline else ''),
+            'modules_disabled = { "s2s"; %s}' % ('' if offline
+                                                 else '"offline" '),
             'log = {',
             '  { levels = { min = "debug" }, to = "file", filename = "%s" };'
             % self.debug_log,
@@ -1729,8 +1733,8 @@ class Lab:
         os.makedirs(path)
         return path
 
-    def prosody(self, components):
-        p = Prosody(self, components)
+    def prosody(self, components, **kw):
+        p = Prosody(self, components, **kw)
         self.processes.append(p)
         return p
 

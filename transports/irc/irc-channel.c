@@ -32,6 +32,7 @@ void bf_irc_channel_free(bf_irc_channel *ch) {
   free(ch->name);
   free(ch->room);
   free(ch->topic);
+  free(ch->encoding);
   free(ch);
 }
 
@@ -214,8 +215,10 @@ static void send_roster(bf_irc_conn *c, bf_irc_channel *ch, const char *to,
   const char *codes[] = {STATUS_SELF, renamed ? STATUS_NICK_MODIFIED : NULL,
                          NULL};
   occupant_presence(c, ch, self ? self : c->nick, NULL, NULL, codes, to, NULL);
-  /* XEP-0045 §7.2.14: history after the presences, before the subject. */
-  (void)bf_irc_history_send(c->irc, c->server, ch->name, ch->room, to, history);
+  /* XEP-0045 §7.2.14: history after the presences, before the subject;
+   * back in a channel kept while away: the lines missed. */
+  (void)bf_irc_history_send(c->irc, c->server, ch->name, ch->room, to, history,
+                            ch->away_since_ms);
   send_subject(c, ch, to, NULL);
 }
 
@@ -234,6 +237,7 @@ void bf_irc_on_registered(bf_irc_conn *c) {
     const char *params[] = {ch->name};
     (void)bf_irc_send(c, "JOIN", params, 1, false);
   }
+  bf_irc_away_update(c);
 }
 
 static void join_failed(bf_irc_conn *c, bf_irc_channel *ch,
@@ -282,9 +286,10 @@ void bf_irc_rooms_resend(bf_irc *irc) {
   }
 }
 
-/* IRC text (any encoding, IRC formatting) to an XMPP body. */
-static char *body_of(const char *text) {
-  char *utf8 = bf_irc_to_utf8(text, strlen(text), NULL);
+/* IRC text (any encoding, IRC formatting) to an XMPP body; text that is
+ * not UTF-8 is read as encoding (the channel's; NULL: the default). */
+static char *body_of(const char *text, const char *encoding) {
+  char *utf8 = bf_irc_to_utf8(text, strlen(text), encoding);
   char *styled = utf8 ? bf_irc_format_to_styling(utf8) : NULL;
   free(utf8);
   return styled;
@@ -298,14 +303,14 @@ static void channel_message(bf_irc_conn *c, bf_irc_channel *ch, const char *nick
   if (bf_irc_ctcp_parse(text, buf, sizeof buf, &ctcp, &args)) {
     if (strcasecmp(ctcp, "ACTION") != 0)
       return; /* other CTCPs to a channel are not shown */
-    char *inner = body_of(args);
+    char *inner = body_of(args, ch->encoding);
     size_t n = inner ? strlen(inner) + 5 : 0;
     body = inner ? malloc(n) : NULL;
     if (body)
       snprintf(body, n, "/me %s", inner); /* XEP-0245 */
     free(inner);
   } else {
-    body = body_of(text);
+    body = body_of(text, ch->encoding);
   }
   char *from = occupant_jid(ch, nick);
   bf_xml *m = body && from ? bf_xml_new("message", NULL) : NULL;
@@ -346,7 +351,8 @@ static void private_message(bf_irc_conn *c, const char *nick, const char *text,
     if (strcasecmp(ctcp, "ACTION") != 0)
       return;
   }
-  char *inner = body_of(ctcp && !strcasecmp(ctcp, "ACTION") ? args : text);
+  char *inner = body_of(ctcp && !strcasecmp(ctcp, "ACTION") ? args : text,
+                        NULL);
   char *body = inner;
   if (inner && ctcp && !strcasecmp(ctcp, "ACTION")) {
     size_t n = strlen(inner) + 5;
@@ -440,16 +446,18 @@ bool bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *m) {
       send_roster(c, ch, ch->members[i].jid, ch->members[i].history);
       ch->members[i].history = 0; /* a rejoin after a reconnection: none */
     }
+    if (ch->n_members)
+      ch->away_since_ms = 0;
   } else if (bf_irc_is_numeric(m, 332) && m->n_params >= 3) {
     if (!(ch = channel_find(c, m->params[1])))
       return true;
     free(ch->topic);
-    ch->topic = body_of(m->params[2]);
+    ch->topic = body_of(m->params[2], ch->encoding);
   } else if (!strcasecmp(cmd, "TOPIC") && m->n_params >= 2) {
     if (!(ch = channel_find(c, m->params[0])))
       return true;
     free(ch->topic);
-    ch->topic = body_of(m->params[1]);
+    ch->topic = body_of(m->params[1], ch->encoding);
     send_subject(c, ch, NULL, nick);
   } else if ((!strcasecmp(cmd, "PRIVMSG") || !strcasecmp(cmd, "NOTICE")) &&
              m->n_params >= 2 && m->nick) {
@@ -634,7 +642,11 @@ static int join(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
     ch->room = room;
     ch->next = c->channels;
     c->channels = ch;
+    bf_irc_channel_settings_apply(c, ch);
   }
+  /* Back in a channel kept while away: every line missed, unless the
+   * client says how many it wants. */
+  bool back = !ch->n_members && ch->away_since_ms;
   bool already = false;
   for (size_t i = 0; i < ch->n_members; i++)
     already |= !strcmp(ch->members[i].jid, full);
@@ -642,7 +654,9 @@ static int join(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
   const bf_xml *mx = bf_xml_child(stanza, "x", BF_IRC_NS_MUC);
   const bf_xml *hist = mx ? bf_xml_child(mx, "history", BF_IRC_NS_MUC) : NULL;
   const char *maxstanzas = hist ? bf_xml_attr(hist, "maxstanzas") : NULL;
-  int history = maxstanzas ? atoi(maxstanzas) : BF_IRC_HISTORY_DEFAULT;
+  int history = maxstanzas ? atoi(maxstanzas)
+                : back     ? BF_IRC_HISTORY_MAX
+                           : BF_IRC_HISTORY_DEFAULT;
   if (history < 0)
     history = 0;
   if (history > BF_IRC_HISTORY_MAX)
@@ -651,8 +665,10 @@ static int join(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
     reply_error(irc, stanza, "internal-server-error", NULL);
     return 0;
   }
+  bf_irc_away_update(c);
   if (ch->names_done && !already) {
     send_roster(c, ch, full, history); /* another resource joins the room */
+    ch->away_since_ms = 0;
   } else if (new_channel && c->state == BF_IRC_ONLINE) {
     const bf_xml *x = bf_xml_child(stanza, "x", BF_IRC_NS_MUC);
     const char *key = x ? bf_xml_child_text(x, "password", BF_IRC_NS_MUC) : NULL;
@@ -673,11 +689,41 @@ static void leave(bf_irc *irc, const bf_irc_address *a, const char *bare,
   occupant_presence(c, ch, c->nick, "unavailable", NULL, codes, full, NULL);
   if (ch->n_members)
     return;
+  bf_irc_channel_released(c, ch, status);
+  if (!c->channels)
+    bf_irc_conn_quit(c, NULL);
+}
+
+void bf_irc_rooms_left(bf_irc_conn *c, const char *status) {
+  for (bf_irc_channel *ch = c->channels, *next; ch; ch = next) {
+    next = ch->next;
+    if (!ch->n_members)
+      continue; /* already kept: away since then */
+    if (ch->names_done)
+      leave_all(c, ch, status, NULL);
+    for (size_t i = 0; i < ch->n_members; i++)
+      free(ch->members[i].jid);
+    ch->n_members = 0;
+    bf_irc_channel_released(c, ch, status);
+  }
+  if (!c->channels)
+    bf_irc_conn_quit(c, status);
+}
+
+void bf_irc_channel_released(bf_irc_conn *c, bf_irc_channel *ch,
+                             const char *status) {
+  if (ch->persistent) {
+    /* Bouncer mode: still on IRC, lines stored as history meanwhile. */
+    ch->away_since_ms = bf_irc_wall_ms();
+    (void)bf_irc_channel_state_save(c->irc, c->user, c->server, ch->name,
+                                    c->wanted_nick, ch->away_since_ms);
+    bf_irc_away_update(c);
+    return;
+  }
   const char *params[] = {ch->name, status ? status : "Leaving"};
   (void)bf_irc_send(c, "PART", params, 2, true);
   channel_remove(c, ch);
-  if (!c->channels)
-    bf_irc_conn_quit(c, NULL);
+  bf_irc_away_update(c);
 }
 
 int bf_irc_presence(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
@@ -745,7 +791,7 @@ int bf_irc_message(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
   const char *subject = bf_xml_child_text(stanza, "subject", BF_NS_COMPONENT);
   if (a->channel && !to->resource) {
     bf_irc_channel *ch = c ? channel_find(c, a->name) : NULL;
-    if (!ch || !ch->joined) {
+    if (!ch || !ch->joined || !ch->n_members) { /* n_members: kept */
       reply_error(irc, stanza, "not-acceptable", "join the room first");
       return 0;
     }

@@ -150,7 +150,8 @@ void bf_irc_history_flush(bf_irc *irc) {
 void bf_irc_history_close(bf_irc *irc) { bf_irc_history_flush(irc); }
 
 int bf_irc_history_send(bf_irc *irc, const char *server, const char *name,
-                        const char *room, const char *to, int max) {
+                        const char *room, const char *to, int max,
+                        uint64_t since_ms) {
   char channel[256];
   lower(channel, sizeof channel, name);
   if (max <= 0)
@@ -161,13 +162,15 @@ int bf_irc_history_send(bf_irc *irc, const char *server, const char *name,
   if (sqlite3_prepare_v2(db,
                          "SELECT id, stamp, nick, body FROM (SELECT * FROM "
                          "irc_history WHERE gateway = ?1 AND server = ?2 AND "
-                         "channel = ?3 ORDER BY id DESC LIMIT ?4) ORDER BY id",
+                         "channel = ?3 AND stamp > ?5 ORDER BY id DESC LIMIT "
+                         "?4) ORDER BY id",
                          -1, &st, NULL) != SQLITE_OK)
     return BF_EIO;
   sqlite3_bind_text(st, 1, irc->host->domain, -1, SQLITE_STATIC);
   sqlite3_bind_text(st, 2, server, -1, SQLITE_STATIC);
   sqlite3_bind_text(st, 3, channel, -1, SQLITE_STATIC);
   sqlite3_bind_int(st, 4, max);
+  sqlite3_bind_int64(st, 5, (sqlite3_int64)since_ms);
   int sent = 0;
   while (sqlite3_step(st) == SQLITE_ROW) {
     char from[1200], id[32], stamp[32];

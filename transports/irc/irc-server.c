@@ -127,8 +127,8 @@ static bool was_in_rooms(const bf_irc_conn *c) {
   if (c->attempts > 0)
     return true; /* already a reconnection */
   for (const bf_irc_channel *ch = c->channels; ch; ch = ch->next) {
-    if (ch->names_done)
-      return true;
+    if (ch->names_done || (ch->persistent && !ch->n_members))
+      return true; /* in use, or kept while the user is away */
   }
   return false;
 }

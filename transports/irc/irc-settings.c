@@ -4,11 +4,13 @@
  * Biboumi. Passwords are private form fields: stored, never shown back,
  * never logged. */
 #include "irc.h"
+#include "irc-text.h"
 
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <sqlite3.h>
 
@@ -169,15 +171,24 @@ out:
 
 int bf_irc_settings_delete_user(bf_irc *irc, const char *user) {
   sqlite3 *db = irc->host->db(irc->host);
-  sqlite3_stmt *st = NULL;
-  int rc = BF_EIO;
-  if (sqlite3_prepare_v2(db, "DELETE FROM irc_settings WHERE gateway = ?1 AND "
-                             "user = ?2", -1, &st, NULL) == SQLITE_OK) {
-    sqlite3_bind_text(st, 1, irc->host->domain, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, user, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : BF_EIO;
+  static const char *const sql[] = {
+      "DELETE FROM irc_settings WHERE gateway = ?1 AND user = ?2",
+      "DELETE FROM irc_channel_settings WHERE gateway = ?1 AND user = ?2",
+  };
+  int rc = 0;
+  for (size_t i = 0; i < sizeof sql / sizeof *sql && !rc; i++) {
+    sqlite3_stmt *st = NULL;
+    rc = BF_EIO;
+    if (sqlite3_prepare_v2(db, sql[i], -1, &st, NULL) == SQLITE_OK) {
+      sqlite3_bind_text(st, 1, irc->host->domain, -1, SQLITE_STATIC);
+      sqlite3_bind_text(st, 2, user, -1, SQLITE_STATIC);
+      rc = sqlite3_step(st) == SQLITE_DONE ? 0 : BF_EIO;
+    }
+    sqlite3_finalize(st);
   }
-  sqlite3_finalize(st);
+  if (rc)
+    irc->host->log(irc->host, BF_LOG_WARN, "cannot delete IRC settings: %s",
+                   sqlite3_errmsg(db));
   return rc;
 }
 
@@ -239,6 +250,268 @@ int bf_irc_configure_run(void *state, const bf_command_call *call,
   if (!rc)
     snprintf(reply->note, sizeof reply->note,
              "Saved. They apply the next time you connect to %s.", a.server);
+out:
+  bf_form_free(current);
+  free(user);
+  return rc;
+}
+
+/* ---- per channel: the "configure" command on #chan%irc.net@GW ------------- */
+
+/* Migration 3 of the module's schema (irc.c lists them). Besides the
+ * fields, a kept channel's bouncer state: "nick" and "left_at". */
+const char bf_irc_channel_settings_schema[] =
+    "CREATE TABLE irc_channel_settings(gateway TEXT NOT NULL,"
+    " user TEXT NOT NULL, server TEXT NOT NULL, channel TEXT NOT NULL,"
+    " var TEXT NOT NULL, value TEXT NOT NULL,"
+    " PRIMARY KEY (gateway, user, server, channel, var)) WITHOUT ROWID;";
+
+static int valid_charset(const char *value, char *err, size_t err_size) {
+  if (bf_irc_charset_known(value))
+    return 0;
+  snprintf(err, err_size, "'%s' is not a charset this gateway knows; write "
+           "an iconv name such as ISO-8859-15, CP1252 or KOI8-R", value);
+  return BF_EINVAL;
+}
+
+const bf_field bf_irc_channel_fields[] = {
+    {.var = "persistent", .type = BF_FIELD_BOOLEAN,
+     .label = "Persistent",
+     .desc = "Stay in the channel while you are offline or out of the room; "
+             "what you missed is replayed when you join again",
+     .default_value = "0"},
+    {.var = "encoding", .type = BF_FIELD_TEXT_SINGLE, .label = "Encoding",
+     .desc = "Charset of this channel's text that is not UTF-8, e.g. "
+             "ISO-8859-15 or CP1252; empty: the server's",
+     .max_length = 32, .validate = valid_charset},
+};
+const size_t bf_irc_n_channel_fields =
+    sizeof bf_irc_channel_fields / sizeof bf_irc_channel_fields[0];
+
+/* IRC channel names are case-insensitive: stored lowercased (ASCII), as
+ * the history does. */
+static void channel_key(char *out, size_t size, const char *name) {
+  size_t i = 0;
+  for (; name[i] && i + 1 < size; i++)
+    out[i] = (char)tolower((unsigned char)name[i]);
+  out[i] = '\0';
+}
+
+static void bind4(sqlite3_stmt *st, const char *gateway, const char *user,
+                  const char *server, const char *channel) {
+  sqlite3_bind_text(st, 1, gateway, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, user, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 3, server, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 4, channel, -1, SQLITE_STATIC);
+}
+
+int bf_irc_channel_settings_load(bf_irc *irc, const char *user,
+                                 const char *server, const char *name,
+                                 bf_form **out) {
+  sqlite3 *db = irc->host->db(irc->host);
+  sqlite3_stmt *st = NULL;
+  char channel[256];
+  channel_key(channel, sizeof channel, name);
+  *out = bf_form_new("submit");
+  if (!*out)
+    return BF_ENOMEM;
+  int rc = sqlite3_prepare_v2(db,
+                              "SELECT var, value FROM irc_channel_settings "
+                              "WHERE gateway = ?1 AND user = ?2 AND server = "
+                              "?3 AND channel = ?4",
+                              -1, &st, NULL) == SQLITE_OK
+               ? 0
+               : BF_EIO;
+  if (!rc) {
+    bind4(st, irc->host->domain, user, server, channel);
+    int step;
+    while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW)
+      rc = bf_form_set(*out, (const char *)sqlite3_column_text(st, 0),
+                       (const char *)sqlite3_column_text(st, 1));
+    if (!rc && step != SQLITE_DONE)
+      rc = BF_EIO;
+  }
+  sqlite3_finalize(st);
+  if (rc) {
+    irc->host->log(irc->host, BF_LOG_WARN, "cannot read IRC channel "
+                   "settings: %s", sqlite3_errmsg(db));
+    bf_form_free(*out);
+    *out = NULL;
+  }
+  return rc;
+}
+
+/* Writes the given vars of the channel in one transaction: a NULL or
+ * empty value deletes the row. */
+static int channel_vars_save(bf_irc *irc, const char *user, const char *server,
+                             const char *name, const char *const *vars,
+                             const char *const *values, size_t n) {
+  sqlite3 *db = irc->host->db(irc->host);
+  sqlite3_stmt *del = NULL, *ins = NULL;
+  char channel[256];
+  channel_key(channel, sizeof channel, name);
+  int rc = 0;
+  if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+    return BF_EIO;
+  if (sqlite3_prepare_v2(db, "DELETE FROM irc_channel_settings WHERE gateway "
+                             "= ?1 AND user = ?2 AND server = ?3 AND channel "
+                             "= ?4 AND var = ?5", -1, &del, NULL) ||
+      sqlite3_prepare_v2(db, "INSERT INTO irc_channel_settings VALUES (?1, "
+                             "?2, ?3, ?4, ?5, ?6)", -1, &ins, NULL)) {
+    rc = BF_EIO;
+    goto out;
+  }
+  for (size_t i = 0; i < n && !rc; i++) {
+    sqlite3_reset(del);
+    bind4(del, irc->host->domain, user, server, channel);
+    sqlite3_bind_text(del, 5, vars[i], -1, SQLITE_STATIC);
+    if (sqlite3_step(del) != SQLITE_DONE)
+      rc = BF_EIO;
+    if (rc || !values[i] || !*values[i])
+      continue;
+    sqlite3_reset(ins);
+    bind4(ins, irc->host->domain, user, server, channel);
+    sqlite3_bind_text(ins, 5, vars[i], -1, SQLITE_STATIC);
+    sqlite3_bind_text(ins, 6, values[i], -1, SQLITE_STATIC);
+    if (sqlite3_step(ins) != SQLITE_DONE)
+      rc = BF_EIO;
+  }
+out:
+  sqlite3_finalize(del);
+  sqlite3_finalize(ins);
+  if (rc) {
+    irc->host->log(irc->host, BF_LOG_WARN, "cannot store IRC channel "
+                   "settings: %s", sqlite3_errmsg(db));
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+  }
+  return sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK ? 0 : BF_EIO;
+}
+
+int bf_irc_channel_state_save(bf_irc *irc, const char *user,
+                              const char *server, const char *channel,
+                              const char *nick, uint64_t left_ms) {
+  char left[32];
+  snprintf(left, sizeof left, "%llu", (unsigned long long)left_ms);
+  const char *vars[] = {"nick", "left_at"};
+  const char *values[] = {nick, left};
+  return channel_vars_save(irc, user, server, channel, vars, values, 2);
+}
+
+void bf_irc_channel_settings_apply(bf_irc_conn *c, bf_irc_channel *ch) {
+  bf_form *f = NULL;
+  if (bf_irc_channel_settings_load(c->irc, c->user, c->server, ch->name, &f))
+    return;
+  const char *persistent = bf_form_value(f, "persistent");
+  const char *encoding = bf_form_value(f, "encoding");
+  ch->persistent = persistent && !strcmp(persistent, "1");
+  free(ch->encoding);
+  ch->encoding = encoding && *encoding ? strdup(encoding) : NULL;
+  bf_form_free(f);
+}
+
+int bf_irc_persistent_each(bf_irc *irc, const char *user, const char *server,
+                           void (*cb)(void *data, const char *user,
+                                      const char *server,
+                                      const char *channel),
+                           void *data) {
+  sqlite3 *db = irc->host->db(irc->host);
+  sqlite3_stmt *st = NULL;
+  const char *sql =
+      user ? "SELECT user, server, channel FROM irc_channel_settings WHERE "
+             "gateway = ?1 AND user = ?2 AND server = ?3 AND var = "
+             "'persistent' AND value = '1'"
+           : "SELECT DISTINCT user, server, NULL FROM irc_channel_settings "
+             "WHERE gateway = ?1 AND var = 'persistent' AND value = '1'";
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+    irc->host->log(irc->host, BF_LOG_WARN, "cannot read persistent IRC "
+                   "channels: %s", sqlite3_errmsg(db));
+    return BF_EIO;
+  }
+  sqlite3_bind_text(st, 1, irc->host->domain, -1, SQLITE_STATIC);
+  if (user) {
+    sqlite3_bind_text(st, 2, user, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, server, -1, SQLITE_STATIC);
+  }
+  int step;
+  while ((step = sqlite3_step(st)) == SQLITE_ROW)
+    cb(data, (const char *)sqlite3_column_text(st, 0),
+       (const char *)sqlite3_column_text(st, 1),
+       (const char *)sqlite3_column_text(st, 2));
+  sqlite3_finalize(st);
+  return step == SQLITE_DONE ? 0 : BF_EIO;
+}
+
+bool bf_irc_on_room_jid(void *state, const bf_jid *user, const bf_jid *to) {
+  bf_irc_address a;
+  (void)user;
+  return bf_irc_address_parse(state, to->local, &a) == 0 && a.channel &&
+         !to->resource;
+}
+
+/* The new settings on the user's live channel (if any): a channel no
+ * longer persistent that nobody is in is left now. */
+static void channel_settings_changed(bf_irc *irc, const char *user,
+                                     const bf_irc_address *a) {
+  bf_irc_conn *c = bf_irc_conn_find(irc, user, a->server);
+  bf_irc_channel *ch = NULL;
+  for (bf_irc_channel *k = c ? c->channels : NULL; k && !ch; k = k->next) {
+    if (!strcasecmp(k->name, a->name))
+      ch = k;
+  }
+  if (!ch)
+    return;
+  bf_irc_channel_settings_apply(c, ch);
+  if (ch->persistent || ch->n_members)
+    return;
+  bf_irc_channel_released(c, ch, NULL);
+  if (!c->channels)
+    bf_irc_conn_quit(c, NULL);
+}
+
+int bf_irc_channel_configure_run(void *state, const bf_command_call *call,
+                                 bf_command_reply *reply) {
+  bf_irc *irc = state;
+  bf_irc_address a;
+  char *user = bf_jid_bare(call->from);
+  bf_form *current = NULL;
+  int rc = user ? bf_irc_address_parse(irc, call->to->local, &a) : BF_ENOMEM;
+  if (rc)
+    goto out;
+  if (call->step == 0) {
+    if ((rc = bf_irc_channel_settings_load(irc, user, a.server, a.name,
+                                           &current)))
+      goto out;
+    for (size_t i = 0; i < bf_irc_n_channel_fields && !rc; i++) {
+      const char *value = bf_form_value(current, bf_irc_channel_fields[i].var);
+      if (value)
+        rc = bf_form_set(call->data, bf_irc_channel_fields[i].var, value);
+    }
+    reply->fields = bf_irc_channel_fields;
+    reply->n_fields = bf_irc_n_channel_fields;
+    reply->title = "IRC channel settings";
+    reply->instructions = "Your settings for this channel.";
+    reply->values = call->data;
+    reply->next_step = 1;
+    goto out;
+  }
+  const char *persistent = bf_form_value(call->form, "persistent");
+  const char *vars[] = {"persistent", "encoding", "nick"};
+  const char *values[] = {persistent && !strcmp(persistent, "1") ? "1" : NULL,
+                          bf_form_value(call->form, "encoding"), NULL};
+  size_t n = 2;
+  /* The nick to reconnect with at start-up: the one in use now. */
+  bf_irc_conn *c = bf_irc_conn_find(irc, user, a.server);
+  if (c && values[0]) {
+    values[2] = c->wanted_nick;
+    n = 3;
+  }
+  if ((rc = channel_vars_save(irc, user, a.server, a.name, vars, values, n)))
+    goto out;
+  channel_settings_changed(irc, user, &a);
+  snprintf(reply->note, sizeof reply->note, "Saved. %s %s.", a.name,
+           values[0] ? "stays joined while you are away"
+                     : "is left when you leave the room");
 out:
   bf_form_free(current);
   free(user);

@@ -123,6 +123,7 @@ static int irc_check_config(const bf_host *host, char *err, size_t err_size,
 
 static void irc_tick(void *data) {
   bf_irc_conns_tick(data);
+  bf_irc_bouncer_tick(data);
   bf_irc_history_flush(data);
 }
 
@@ -153,14 +154,18 @@ static int irc_init(const bf_host *host, void **state) {
   /* The module's schema, append-only: migration i+1 takes it from
    * version i to i+1. */
   static const char *const migrations[] = {bf_irc_settings_schema,
-                                           bf_irc_history_schema};
+                                           bf_irc_history_schema,
+                                           bf_irc_channel_settings_schema};
   int rc = irc->history && irc->msg ? host->schema(host, migrations,
                                        sizeof migrations / sizeof *migrations)
                         : BF_ENOMEM;
   if (!rc)
+    (void)bf_irc_bouncer_init(irc); /* logged; the gateway works without */
+  if (!rc)
     rc = host->timer_start(host, BF_IRC_TICK_MS, BF_IRC_TICK_MS, irc_tick, irc,
                            &irc->tick_timer);
   if (rc) {
+    bf_irc_bouncer_close(irc);
     free(irc->history);
     free(irc->msg);
     free(irc);
@@ -172,6 +177,7 @@ static int irc_init(const bf_host *host, void **state) {
 
 static void irc_close(void *state) {
   bf_irc *irc = state;
+  bf_irc_bouncer_close(irc);
   bf_irc_conns_close(irc);
   bf_irc_history_close(irc);
   free(irc->history);
@@ -338,22 +344,34 @@ static int irc_on_stanza(void *state, const bf_xml *stanza, const bf_jid *from,
  * themselves, but those that stayed get the rooms' state again. */
 static void irc_on_online(void *state) { bf_irc_rooms_resend(state); }
 
-/* When the user's last resource goes, their IRC connections end (no
- * channel is persistent yet). */
+/* When the user's last resource goes, they leave every room: persistent
+ * channels stay joined (bouncer mode), the others are PARTed, and a
+ * connection with no channel left QUITs. */
 static void irc_on_session_stop(void *state, const bf_jid *user) {
   bf_irc *irc = state;
   char *bare = bf_jid_bare(user);
   for (bf_irc_conn *c = irc->conns, *next; bare && c; c = next) {
     next = c->next;
-    if (!strcmp(c->user, bare))
-      bf_irc_conn_quit(c, "Gateway: the user went offline");
+    if (!strcmp(c->user, bare) && c->state != BF_IRC_CLOSING &&
+        !c->shutting_down)
+      bf_irc_rooms_left(c, "Gateway: the user went offline");
   }
+  free(bare);
+}
+
+/* The user unregistered: their connections end, their settings go. */
+static void irc_on_unregister(void *state, const bf_jid *user) {
+  char *bare = bf_jid_bare(user);
+  if (bare)
+    bf_irc_user_forget(state, bare);
   free(bare);
 }
 
 static const bf_command irc_commands[] = {
     {"configure", "Configure this IRC server", BF_COMMAND_ON_CONTACT,
      bf_irc_on_server_jid, bf_irc_configure_run},
+    {"configure", "Configure this IRC channel", BF_COMMAND_ON_CONTACT,
+     bf_irc_on_room_jid, bf_irc_channel_configure_run},
 };
 
 const bf_module bf_irc_module = {
@@ -374,7 +392,7 @@ const bf_module bf_irc_module = {
     .n_register_fields = 0,
     .register_instructions = NULL,
     .on_register = NULL,
-    .on_unregister = NULL,
+    .on_unregister = irc_on_unregister,
     .gateway_prompt = "IRC channel or nick, e.g. #chan%irc.libera.chat",
     .gateway_desc = "Enter a channel or nick and its server",
     .gateway_address = NULL,

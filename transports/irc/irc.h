@@ -5,6 +5,8 @@
  *   irc-server.c   one IRC connection per (user, IRC server): resolve,
  *                  connect, register, read and write lines, keepalive
  *   irc-channel.c  channels as MUC rooms (XEP-0045) and private chats
+ *   irc-bouncer.c  persistent channels: kept while the user is away,
+ *                  restored at start-up
  *   irc-proto.c    the IRC line format;  irc-text.c  text conversions
  */
 #ifndef BF_IRC_H
@@ -49,6 +51,11 @@
 #define BF_IRC_TICK_MS 1000u
 /* Reconnection backoff cap. */
 #define BF_IRC_RECONNECT_MAX_MS (60u * 1000u)
+/* At start-up, the connections of users with persistent channels are
+ * started at most this many per tick (BF_IRC_TICK_MS): 10,000 users take
+ * under 7 minutes, and neither the IRC servers nor the resolver see them
+ * all in the same second. */
+#define BF_IRC_RESTORE_PER_TICK 25
 
 typedef struct bf_irc bf_irc;
 
@@ -100,6 +107,11 @@ typedef struct bf_irc_channel {
   char **occupants;            /* nicks, with their prefix char ('@', '+'…) */
   size_t n_occupants;
   char *topic;
+  /* The user's settings for the channel (configure on the room's JID). */
+  bool persistent;             /* stays joined while the user is away */
+  char *encoding;              /* charset of non-UTF-8 text, or NULL */
+  uint64_t away_since_ms;      /* wall clock: kept with no member since
+                                  then (the lines missed are replayed) */
 } bf_irc_channel;
 
 struct bf_irc_conn {
@@ -140,6 +152,8 @@ struct bf_irc_conn {
   bool shutting_down;          /* QUIT sent, waiting for the shutdown */
   unsigned attempts;           /* reconnections since the last success */
   bool ping_sent;
+  bool away;                   /* AWAY sent: the user is in none of its
+                                  rooms (bouncer mode) */
   uint64_t last_read_ms;
   uint64_t raw_until_ms;       /* replies shown to the user until then */
   uint64_t reconnect_at_ms;    /* IDLE: when to connect again */
@@ -162,6 +176,9 @@ struct bf_irc {
   bool tls_verify;             /* irc_tls_verify (default yes) */
   unsigned throttle;           /* irc_throttle: lines/s, 0 = none */
   bf_irc_conn *conns;
+  struct bf_irc_restore *restore; /* start-up: (user, server) pairs whose
+                                  persistent channels are not joined yet */
+  size_t n_restore, restore_at;
   bool closing;                /* the module is closing: no reconnection */
   uint64_t tick_timer;         /* host timer id */
   /* The line being handled, whichever connection it came from: one loop,
@@ -200,6 +217,38 @@ int bf_irc_settings_load(bf_irc *irc, const char *user, const char *server,
                          bf_form **out);
 int bf_irc_settings_save(bf_irc *irc, const char *user, const char *server,
                          const bf_form *values);
+/* Deletes every setting of the user, servers' and channels'. */
+int bf_irc_settings_delete_user(bf_irc *irc, const char *user);
+
+/* Per (user, server, channel) settings: persistent, encoding; and the
+ * configure command on a room's JID (#chan%irc.net@GW). */
+extern const char bf_irc_channel_settings_schema[];
+extern const bf_field bf_irc_channel_fields[];
+extern const size_t bf_irc_n_channel_fields;
+bool bf_irc_on_room_jid(void *state, const bf_jid *user, const bf_jid *to);
+int bf_irc_channel_configure_run(void *state, const bf_command_call *call,
+                                 bf_command_reply *reply);
+/* *out: the stored values of the channel (taken), an empty form when
+ * none; besides the fields, "nick" and "left_at" (bouncer state). */
+int bf_irc_channel_settings_load(bf_irc *irc, const char *user,
+                                 const char *server, const char *channel,
+                                 bf_form **out);
+/* Sets ch->persistent and ch->encoding from the stored settings. */
+void bf_irc_channel_settings_apply(bf_irc_conn *c, bf_irc_channel *ch);
+/* Stores the bouncer state of a kept channel: the nick to reconnect with
+ * and when the user left (wall clock ms). Strings borrowed. */
+int bf_irc_channel_state_save(bf_irc *irc, const char *user,
+                              const char *server, const char *channel,
+                              const char *nick, uint64_t left_ms);
+/* With user NULL: calls cb once for every (user, server) that has a
+ * persistent channel at this gateway (channel NULL); else for every
+ * persistent channel of (user, server). Strings borrowed for the call.
+ * 0 or BF_EIO. */
+int bf_irc_persistent_each(bf_irc *irc, const char *user, const char *server,
+                           void (*cb)(void *data, const char *user,
+                                      const char *server,
+                                      const char *channel),
+                           void *data);
 
 /* irc-history.c */
 extern const char bf_irc_history_schema[];
@@ -210,10 +259,12 @@ void bf_irc_history_add(bf_irc *irc, const char *server, const char *channel,
 /* Writes the buffered lines in one transaction (the module tick). */
 void bf_irc_history_flush(bf_irc *irc);
 void bf_irc_history_close(bf_irc *irc);
-/* Sends the channel's last max lines to `to` as MUC history from room.
- * How many were sent, or BF_EIO. */
+/* Sends the channel's last max lines (only those stored after since_ms,
+ * wall clock, when not 0) to `to` as MUC history from room. How many were
+ * sent, or BF_EIO. */
 int bf_irc_history_send(bf_irc *irc, const char *server, const char *channel,
-                        const char *room, const char *to, int max);
+                        const char *room, const char *to, int max,
+                        uint64_t since_ms);
 
 /* irc-server.c */
 /* The user's connection to server, or NULL. */
@@ -268,5 +319,31 @@ int bf_irc_presence(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
 int bf_irc_message(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
                    const bf_jid *to, const bf_irc_address *addr);
 void bf_irc_channel_free(bf_irc_channel *ch);
+/* No resource of the user is in ch any more: a persistent channel stays
+ * joined (away since now), another is PARTed (status: the reason, may be
+ * NULL) and freed. The caller QUITs the connection when no channel is
+ * left. */
+void bf_irc_channel_released(bf_irc_conn *c, bf_irc_channel *ch,
+                             const char *status);
+
+/* Every resource of the user leaves every room of the connection (the
+ * user went offline; status: why, may be NULL): persistent channels stay
+ * joined, the others are PARTed; no channel left: QUIT. */
+void bf_irc_rooms_left(bf_irc_conn *c, const char *status);
+
+/* irc-bouncer.c */
+/* Start-up: reads which users have persistent channels; their
+ * connections are started by bf_irc_bouncer_tick, a few per tick. */
+int bf_irc_bouncer_init(bf_irc *irc);
+void bf_irc_bouncer_tick(bf_irc *irc);
+/* Close: the state of kept channels is stored for the next start. */
+void bf_irc_bouncer_close(bf_irc *irc);
+/* The user unregistered: connections end, settings go. */
+void bf_irc_user_forget(bf_irc *irc, const char *user);
+/* The wall clock in ms (history stamps, away_since_ms). */
+uint64_t bf_irc_wall_ms(void);
+/* Sends AWAY (set or unset) when whether the user is in any room of the
+ * connection changed. */
+void bf_irc_away_update(bf_irc_conn *c);
 
 #endif
