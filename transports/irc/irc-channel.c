@@ -2,8 +2,10 @@
  *
  * A room is joined per (user, channel) on the user's one connection to the
  * server; every resource of the user that joined gets the room's traffic.
- * IRC never echoes our own messages (without echo-message), so the room's
- * reflection of them (XEP-0045 §7.4) is made here. */
+ * Without echo-message IRC never echoes our own messages, so the room's
+ * reflection of them (XEP-0045 §7.4) is made here; with it, the server's
+ * echo is the reflection. Occupants' nicks are interned (irc-nick.c);
+ * modes, admin requests and invitations are in irc-muc-admin.c. */
 #include "irc.h"
 
 #include <ctype.h>

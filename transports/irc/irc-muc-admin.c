@@ -125,6 +125,20 @@ void bf_irc_on_mode(bf_irc_conn *c, bf_irc_channel *ch, const bf_irc_msg *m) {
   bf_irc_room_notice(c, ch, text);
 }
 
+/* The condition for a command that could not be sent: refused by the
+ * line builder (a nick or reason IRC cannot carry), or not accepted now
+ * (flood control full, connection gone). NULL when it was sent. */
+static const char *sent(int rc, const char **why) {
+  if (!rc)
+    return NULL;
+  if (rc == BF_EINVAL || rc == BF_E2BIG) {
+    *why = "that nick or reason cannot be sent to IRC";
+    return "bad-request";
+  }
+  *why = "the IRC server is not accepting commands now";
+  return "resource-constraint";
+}
+
 /* ---- invitations ------------------------------------------------------------ */
 
 void bf_irc_on_invite(bf_irc_conn *c, const bf_irc_msg *m) {
@@ -200,9 +214,11 @@ void bf_irc_invite_from_xmpp(bf_irc_conn *c, bf_irc_channel *ch,
       return;
     }
     const char *params[] = {nick, ch->name};
-    if (bf_irc_send_user(c, "INVITE", params, 2, false) != 0) {
-      reply_error(c->irc, stanza, "resource-constraint",
-                  "the IRC server is not accepting commands now");
+    const char *why = NULL;
+    const char *condition = sent(bf_irc_send_user(c, "INVITE", params, 2, false),
+                                 &why);
+    if (condition) {
+      reply_error(c->irc, stanza, condition, why);
       return;
     }
   }
@@ -275,7 +291,7 @@ bool bf_irc_admin_on_reply(bf_irc_conn *c, const bf_irc_msg *m) {
   return false;
 }
 
-/* One <item/> of a request as IRC commands. 0, or the condition to
+/* One <item/> of a request as IRC commands. NULL, or the condition to
  * answer with (and *why). */
 static const char *admin_item(bf_irc_conn *c, bf_irc_channel *ch,
                               const bf_xml *item, const char **why) {
@@ -297,8 +313,7 @@ static const char *admin_item(bf_irc_conn *c, bf_irc_channel *ch,
   snprintf(mask, sizeof mask, "%s!*@*", nick);
   const char *mode = NULL;
   if (role && !strcmp(role, "none")) {           /* §8.2 kick */
-    return bf_irc_send_user(c, "KICK", kick, kick_n, kick_n == 3) ? "resource-constraint"
-                                                                  : NULL;
+    return sent(bf_irc_send_user(c, "KICK", kick, kick_n, kick_n == 3), why);
   } else if (role && !strcmp(role, "visitor")) { /* §8.4 revoke voice */
     mode = "-v";
   } else if (role && !strcmp(role, "participant")) {
@@ -309,23 +324,20 @@ static const char *admin_item(bf_irc_conn *c, bf_irc_channel *ch,
     mode = "+o";
   } else if (affiliation && !strcmp(affiliation, "outcast")) { /* §9.1 ban */
     const char *ban[] = {ch->name, "+b", mask};
-    if (bf_irc_send_user(c, "MODE", ban, 3, false) != 0 ||
-        (bf_irc_occupant_find(c, ch, nick) &&
-         bf_irc_send_user(c, "KICK", kick, kick_n, kick_n == 3) != 0))
-      return "resource-constraint";
-    return NULL;
+    const char *condition = sent(bf_irc_send_user(c, "MODE", ban, 3, false), why);
+    if (!condition && bf_irc_occupant_find(c, ch, nick))
+      condition = sent(bf_irc_send_user(c, "KICK", kick, kick_n, kick_n == 3), why);
+    return condition;
   } else if (affiliation && !strcmp(affiliation, "none")) { /* §9.2 unban */
     const char *unban[] = {ch->name, "-b", mask};
-    return bf_irc_send_user(c, "MODE", unban, 3, false) ? "resource-constraint"
-                                                        : NULL;
+    return sent(bf_irc_send_user(c, "MODE", unban, 3, false), why);
   } else {
     *why = "IRC channels take role none, visitor, participant or "
            "moderator, and affiliation outcast or none";
     return "feature-not-implemented";
   }
   const char *params[] = {ch->name, mode, nick};
-  return bf_irc_send_user(c, "MODE", params, 3, false) ? "resource-constraint"
-                                                       : NULL;
+  return sent(bf_irc_send_user(c, "MODE", params, 3, false), why);
 }
 
 int bf_irc_admin_iq(bf_irc *irc, const bf_xml *iq, const bf_jid *from,
@@ -377,10 +389,8 @@ int bf_irc_admin_iq(bf_irc *irc, const bf_xml *iq, const bf_jid *from,
   char token[32];
   snprintf(token, sizeof token, ADMIN_TOKEN "%u", r->token);
   const char *ping[] = {token};
-  if (!condition && bf_irc_send_user(c, "PING", ping, 1, false) != 0) {
-    condition = "resource-constraint";
-    why = "the IRC server is not accepting commands now";
-  }
+  if (!condition)
+    condition = sent(bf_irc_send_user(c, "PING", ping, 1, false), &why);
   if (condition) {
     reply_error(irc, iq, condition, why);
     admin_free(r);
