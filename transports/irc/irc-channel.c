@@ -2,8 +2,10 @@
  *
  * A room is joined per (user, channel) on the user's one connection to the
  * server; every resource of the user that joined gets the room's traffic.
- * IRC never echoes our own messages (without echo-message), so the room's
- * reflection of them (XEP-0045 §7.4) is made here. */
+ * Without echo-message IRC never echoes our own messages, so the room's
+ * reflection of them (XEP-0045 §7.4) is made here; with it, the server's
+ * echo is the reflection. Occupants' nicks are interned (irc-nick.c);
+ * modes, admin requests and invitations are in irc-muc-admin.c. */
 #include "irc.h"
 
 #include <ctype.h>
@@ -15,20 +17,33 @@
 
 #include "irc-text.h"
 
+#include <openssl/evp.h>
+
 /* XEP-0045 §15.6 status codes. */
 #define STATUS_SELF "110"
+#define STATUS_CREATED "201"
 #define STATUS_NICK_MODIFIED "210"
 #define STATUS_NICK_CHANGE "303"
 #define STATUS_KICKED "307"
 #define STATUS_SHUTDOWN "332"
 
+static void echoes_clear(bf_irc_channel *ch);
+
+/* Drops every occupant (their nicks' references with them). */
+static void occupants_clear(bf_irc_channel *ch) {
+  for (size_t i = 0; i < ch->n_occupants; i++)
+    bf_irc_nick_unref(ch->occupants[i].nick);
+  free(ch->occupants);
+  ch->occupants = NULL;
+  ch->n_occupants = 0;
+}
+
 void bf_irc_channel_free(bf_irc_channel *ch) {
   for (size_t i = 0; i < ch->n_members; i++)
     free(ch->members[i].jid);
   free(ch->members);
-  for (size_t i = 0; i < ch->n_occupants; i++)
-    free(ch->occupants[i]);
-  free(ch->occupants);
+  occupants_clear(ch);
+  echoes_clear(ch);
   free(ch->name);
   free(ch->room);
   free(ch->topic);
@@ -36,7 +51,7 @@ void bf_irc_channel_free(bf_irc_channel *ch) {
   free(ch);
 }
 
-static bf_irc_channel *channel_find(bf_irc_conn *c, const char *name) {
+bf_irc_channel *bf_irc_channel_find(bf_irc_conn *c, const char *name) {
   for (bf_irc_channel *ch = c->channels; ch; ch = ch->next) {
     if (!strcasecmp(ch->name, name))
       return ch;
@@ -56,68 +71,113 @@ static void channel_remove(bf_irc_conn *c, bf_irc_channel *ch) {
 
 /* ---- occupants -------------------------------------------------------------- */
 
-/* The membership prefix of a NAMES entry ('@', '+', …; multi-prefix may
- * give several: the first is the highest). */
-static bool is_prefix(char ch) { return ch && strchr("~&@%+", ch) != NULL; }
-
-static const char *nick_of(const char *entry) {
-  while (is_prefix(*entry))
-    entry++;
-  return entry;
+const char *bf_irc_prefix_chars(const bf_irc_conn *c) {
+  return c->prefix_chars[0] ? c->prefix_chars : "@+";
 }
 
-static ssize_t occupant_index(const bf_irc_channel *ch, const char *nick) {
-  for (size_t i = 0; i < ch->n_occupants; i++) {
-    if (!strcasecmp(nick_of(ch->occupants[i]), nick))
-      return (ssize_t)i;
+unsigned char bf_irc_prefix_modes(const bf_irc_conn *c, const char **entry) {
+  const char *chars = bf_irc_prefix_chars(c);
+  unsigned char modes = 0;
+  const char *at;
+  /* multi-prefix may give several, highest first */
+  while (**entry && (at = strchr(chars, **entry)) != NULL) {
+    modes |= (unsigned char)(1u << (at - chars));
+    (*entry)++;
   }
-  return -1;
+  return modes;
 }
 
-static void occupant_add(bf_irc_channel *ch, const char *entry) {
-  ssize_t at = occupant_index(ch, nick_of(entry));
-  char *copy = strdup(entry);
-  if (!copy)
-    return;
-  if (at >= 0) {
-    free(ch->occupants[at]);
-    ch->occupants[at] = copy;
-    return;
+bf_irc_occupant *bf_irc_occupant_find(bf_irc_conn *c, bf_irc_channel *ch,
+                                      const char *nick) {
+  bf_irc_nick *n = bf_irc_nick_find(&c->irc->nicks, c->server, nick);
+  for (size_t i = 0; n && i < ch->n_occupants; i++) {
+    if (ch->occupants[i].nick == n)
+      return &ch->occupants[i];
   }
-  char **grown = realloc(ch->occupants, (ch->n_occupants + 1) * sizeof *grown);
-  if (!grown) {
-    free(copy);
-    return;
+  return NULL;
+}
+
+/* Adds nick (or sets its modes when it is there). NULL on ENOMEM. */
+static bf_irc_occupant *occupant_add(bf_irc_conn *c, bf_irc_channel *ch,
+                                     const char *nick, unsigned char modes) {
+  bf_irc_occupant *o = bf_irc_occupant_find(c, ch, nick);
+  if (o) {
+    o->modes = modes;
+    return o;
   }
+  bf_irc_occupant *grown =
+      realloc(ch->occupants, (ch->n_occupants + 1) * sizeof *grown);
+  if (!grown)
+    return NULL;
   ch->occupants = grown;
-  ch->occupants[ch->n_occupants++] = copy;
+  o = &ch->occupants[ch->n_occupants];
+  if (!(o->nick = bf_irc_nick_get(&c->irc->nicks, c->server, nick)))
+    return NULL;
+  o->modes = modes;
+  ch->n_occupants++;
+  return o;
 }
 
-static void occupant_remove(bf_irc_channel *ch, const char *nick) {
-  ssize_t at = occupant_index(ch, nick);
-  if (at < 0)
-    return;
-  free(ch->occupants[at]);
-  ch->occupants[at] = ch->occupants[--ch->n_occupants];
+static void occupant_remove(bf_irc_channel *ch, bf_irc_occupant *o) {
+  bf_irc_nick_unref(o->nick);
+  *o = ch->occupants[--ch->n_occupants];
 }
 
-/* IRC channel modes to MUC (Biboumi's mapping): ~ owner, & and @ admin,
- * % moderator member, + participant member. */
-static void affiliation_of(char prefix, const char **affiliation,
-                           const char **role) {
+/* IRC channel modes to MUC (Biboumi's mapping), by the highest prefix:
+ * ~ owner, & and @ admin, % moderator member, + participant member. */
+static void affiliation_of(const bf_irc_conn *c, unsigned char modes,
+                           const char **affiliation, const char **role) {
+  const char *chars = bf_irc_prefix_chars(c);
+  char prefix = 0;
+  for (size_t i = 0; chars[i] && !prefix; i++) {
+    if (modes & (1u << i))
+      prefix = chars[i];
+  }
   switch (prefix) {
+  case 0: *affiliation = "none"; *role = "participant"; break;
   case '~': *affiliation = "owner"; *role = "moderator"; break;
   case '&':
   case '@': *affiliation = "admin"; *role = "moderator"; break;
   case '%': *affiliation = "member"; *role = "moderator"; break;
-  case '+': *affiliation = "member"; *role = "participant"; break;
-  default: *affiliation = "none"; *role = "participant"; break;
+  default: *affiliation = "member"; *role = "participant"; break;
   }
+}
+
+/* XEP-0421: an occupant id that stays the same across nick changes and
+ * rejoins, derived from the IRC account (never the account in clear):
+ * the first 16 bytes of SHA-256(server NUL account), in hex. */
+static void occupant_id(const bf_irc_nick *n, char out[33]) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned md_len = 0;
+  size_t sl = strlen(n->server), al = strlen(n->account);
+  char *in = malloc(sl + al + 1);
+  out[0] = '\0';
+  if (!in)
+    return;
+  memcpy(in, n->server, sl);
+  in[sl] = '\0';
+  memcpy(in + sl + 1, n->account, al);
+  if (EVP_Digest(in, sl + al + 1, md, &md_len, EVP_sha256(), NULL) == 1 &&
+      md_len >= 16) {
+    for (size_t i = 0; i < 16; i++)
+      snprintf(out + 2 * i, 3, "%02x", md[i]);
+  }
+  free(in);
+}
+
+static void add_occupant_id(bf_xml *stanza, const bf_irc_nick *n) {
+  char id[33];
+  if (!n || !n->account)
+    return;
+  occupant_id(n, id);
+  if (id[0])
+    bf_xml_set_attr(bf_xml_add_child(stanza, "occupant-id", BF_IRC_NS_OCCUPANT_ID),
+                    "id", id);
 }
 
 /* ---- stanzas to the user's resources ------------------------------------------ */
 
-static void send_to_members(bf_irc_conn *c, bf_irc_channel *ch, bf_xml *stanza,
+void bf_irc_send_to_members(bf_irc_conn *c, bf_irc_channel *ch, bf_xml *stanza,
                             bool durable) {
   const bf_host *host = c->irc->host;
   for (size_t i = 0; i < ch->n_members; i++) {
@@ -138,18 +198,26 @@ static char *occupant_jid(const bf_irc_channel *ch, const char *nick) {
   return jid;
 }
 
-/* <presence from='room/nick'> with muc#user item and status codes
- * (NULL-terminated), to one member (to) or to all (to NULL). */
-static void occupant_presence(bf_irc_conn *c, bf_irc_channel *ch,
-                              const char *entry, const char *type,
-                              const char *status_text,
+void bf_irc_room_notice(bf_irc_conn *c, bf_irc_channel *ch, const char *text) {
+  bf_xml *m = bf_xml_new("message", NULL);
+  if (m && !bf_xml_set_attr(m, "from", ch->room) &&
+      !bf_xml_set_attr(m, "type", "groupchat") &&
+      bf_xml_add_text_child(m, "body", NULL, text))
+    bf_irc_send_to_members(c, ch, m, false);
+  bf_xml_free(m);
+}
+
+void bf_irc_occupant_presence(bf_irc_conn *c, bf_irc_channel *ch,
+                              const char *nick, const bf_irc_occupant *o,
+                              const char *type, const char *status_text,
                               const char *const *codes, const char *to,
                               const char *new_nick) {
-  const char *nick = nick_of(entry);
   const char *affiliation, *role;
-  affiliation_of(entry[0], &affiliation, &role);
-  if (type && !strcmp(type, "unavailable"))
+  affiliation_of(c, o ? o->modes : 0, &affiliation, &role);
+  bool gone = type && !strcmp(type, "unavailable");
+  if (gone)
     role = "none";
+  const bf_irc_nick *n = o ? o->nick : NULL;
   char *from = occupant_jid(ch, nick);
   bf_xml *p = from ? bf_xml_new("presence", NULL) : NULL;
   bf_xml *x = p ? bf_xml_add_child(p, "x", BF_IRC_NS_MUC_USER) : NULL;
@@ -160,10 +228,26 @@ static void occupant_presence(bf_irc_conn *c, bf_irc_channel *ch,
       bf_xml_set_attr(item, "role", role) ||
       (new_nick && bf_xml_set_attr(item, "nick", new_nick)))
     goto out;
+  /* away-notify: RFC 6121 §4.7.2.1 <show>away</show>, the message as
+   * status; account-notify / extended-join: the account as status when
+   * there is no other. */
+  char account_text[300] = "";
+  if (!gone && n && n->away)
+    bf_xml_add_text_child(p, "show", NULL, "away");
+  if (!status_text && !gone && n) {
+    if (n->away && *n->away)
+      status_text = n->away;
+    else if (n->account && !n->away)
+      snprintf(account_text, sizeof account_text, "logged in as %s",
+               n->account);
+  }
+  if (!status_text && account_text[0])
+    status_text = account_text;
   if (status_text && *status_text)
     bf_xml_add_text_child(p, "status", NULL, status_text);
   for (size_t i = 0; codes && codes[i]; i++)
     bf_xml_set_attr(bf_xml_add_child(x, "status", NULL), "code", codes[i]);
+  add_occupant_id(p, n);
   if (to) {
     int rc = bf_xml_set_attr(p, "to", to);
     if (!rc)
@@ -173,7 +257,7 @@ static void occupant_presence(bf_irc_conn *c, bf_irc_channel *ch,
                         "could not send a presence of %s to %s: %s", ch->room,
                         to, bf_strerror(rc));
   } else {
-    send_to_members(c, ch, p, false);
+    bf_irc_send_to_members(c, ch, p, false);
   }
 out:
   bf_xml_free(p);
@@ -193,7 +277,7 @@ static void send_subject(bf_irc_conn *c, bf_irc_channel *ch, const char *to,
       if (!bf_xml_set_attr(m, "to", to))
         (void)c->irc->host->send(c->irc->host, m);
     } else {
-      send_to_members(c, ch, m, true);
+      bf_irc_send_to_members(c, ch, m, true);
     }
   }
   bf_xml_free(m);
@@ -201,20 +285,26 @@ static void send_subject(bf_irc_conn *c, bf_irc_channel *ch, const char *to,
 }
 
 /* Everything a resource sees when it enters the room: the others, itself
- * (110, and 210 when IRC gave it another nick), the subject. */
+ * (110, 210 when IRC gave it another nick, 201 when the join created the
+ * channel), the subject. */
 static void send_roster(bf_irc_conn *c, bf_irc_channel *ch, const char *to,
                         int history) {
-  const char *self = NULL;
+  const bf_irc_occupant *self = NULL;
   for (size_t i = 0; i < ch->n_occupants; i++) {
-    if (!strcasecmp(nick_of(ch->occupants[i]), c->nick))
-      self = ch->occupants[i];
+    const bf_irc_occupant *o = &ch->occupants[i];
+    if (!strcasecmp(o->nick->name, c->nick))
+      self = o;
     else
-      occupant_presence(c, ch, ch->occupants[i], NULL, NULL, NULL, to, NULL);
+      bf_irc_occupant_presence(c, ch, o->nick->name, o, NULL, NULL, NULL, to, NULL);
   }
   bool renamed = strcmp(c->nick, c->wanted_nick) != 0;
-  const char *codes[] = {STATUS_SELF, renamed ? STATUS_NICK_MODIFIED : NULL,
-                         NULL};
-  occupant_presence(c, ch, self ? self : c->nick, NULL, NULL, codes, to, NULL);
+  const char *codes[4] = {STATUS_SELF};
+  size_t n = 1;
+  if (renamed)
+    codes[n++] = STATUS_NICK_MODIFIED;
+  if (ch->created)
+    codes[n++] = STATUS_CREATED;
+  bf_irc_occupant_presence(c, ch, c->nick, self, NULL, NULL, codes, to, NULL);
   /* XEP-0045 §7.2.14: history after the presences, before the subject;
    * back in a channel kept while away: the lines missed. */
   (void)bf_irc_history_send(c->irc, c->server, ch->name, ch->room, to, history,
@@ -227,7 +317,8 @@ static void send_roster(bf_irc_conn *c, bf_irc_channel *ch, const char *to,
 static void leave_all(bf_irc_conn *c, bf_irc_channel *ch, const char *reason,
                       const char *code) {
   const char *codes[] = {STATUS_SELF, code, NULL};
-  occupant_presence(c, ch, c->nick, "unavailable", reason, codes, NULL, NULL);
+  bf_irc_occupant_presence(c, ch, c->nick, bf_irc_occupant_find(c, ch, c->nick),
+                    "unavailable", reason, codes, NULL, NULL);
 }
 
 /* ---- from IRC ------------------------------------------------------------------ */
@@ -244,6 +335,7 @@ static void join_failed(bf_irc_conn *c, bf_irc_channel *ch,
                         const char *condition, const char *text);
 
 void bf_irc_on_closed(bf_irc_conn *c, const char *reason) {
+  bf_irc_admin_close(c);
   while (c->channels) {
     bf_irc_channel *ch = c->channels;
     c->channels = ch->next;
@@ -260,20 +352,21 @@ void bf_irc_on_closed(bf_irc_conn *c, const char *reason) {
 void bf_irc_on_lost(bf_irc_conn *c, const char *status) {
   for (bf_irc_channel *ch = c->channels; ch; ch = ch->next) {
     if (ch->names_done) {
+      const bf_irc_occupant *self = NULL;
       for (size_t i = 0; i < ch->n_occupants; i++) {
-        if (strcasecmp(nick_of(ch->occupants[i]), c->nick) != 0)
-          occupant_presence(c, ch, ch->occupants[i], "unavailable",
+        const bf_irc_occupant *o = &ch->occupants[i];
+        if (strcasecmp(o->nick->name, c->nick) != 0)
+          bf_irc_occupant_presence(c, ch, o->nick->name, o, "unavailable",
                             "disconnected from the gateway", NULL, NULL, NULL);
+        else
+          self = o;
       }
       const char *codes[] = {STATUS_SELF, NULL};
-      occupant_presence(c, ch, c->nick, NULL, status, codes, NULL, NULL);
+      bf_irc_occupant_presence(c, ch, c->nick, self, NULL, status, codes, NULL, NULL);
     }
-    for (size_t i = 0; i < ch->n_occupants; i++)
-      free(ch->occupants[i]);
-    free(ch->occupants);
-    ch->occupants = NULL;
-    ch->n_occupants = 0;
-    ch->joined = ch->names_done = false;
+    occupants_clear(ch);
+    echoes_clear(ch);
+    ch->joined = ch->names_done = ch->created = false;
   }
 }
 
@@ -295,12 +388,19 @@ static char *body_of(const char *text, const char *encoding) {
   return styled;
 }
 
+/* A channel line as a groupchat message from room/nick. echo: the
+ * user's own message coming back (echo-message), reflected with the id
+ * the user's client gave it (XEP-0045 §7.4) and the server's msgid as its
+ * XEP-0359 stanza-id; NULL for anyone else's, whose msgid is the id. */
 static void channel_message(bf_irc_conn *c, bf_irc_channel *ch, const char *nick,
-                            const char *text, const bf_irc_msg *msg) {
+                            const char *text, const bf_irc_msg *msg,
+                            const bf_irc_echo *echo) {
   char buf[BF_IRC_LINE_MAX];
   const char *ctcp, *args;
   char *body = NULL;
-  if (bf_irc_ctcp_parse(text, buf, sizeof buf, &ctcp, &args)) {
+  if (echo && echo->body && echo->pieces > 1) {
+    body = strdup(echo->body); /* split into several lines: as written */
+  } else if (bf_irc_ctcp_parse(text, buf, sizeof buf, &ctcp, &args)) {
     if (strcasecmp(ctcp, "ACTION") != 0)
       return; /* other CTCPs to a channel are not shown */
     char *inner = body_of(args, ch->encoding);
@@ -313,14 +413,27 @@ static void channel_message(bf_irc_conn *c, bf_irc_channel *ch, const char *nick
     body = body_of(text, ch->encoding);
   }
   char *from = occupant_jid(ch, nick);
+  const char *msgid = msg ? bf_irc_tag_value(msg, "msgid") : NULL;
   bf_xml *m = body && from ? bf_xml_new("message", NULL) : NULL;
   if (m && !bf_xml_set_attr(m, "from", from) &&
       !bf_xml_set_attr(m, "type", "groupchat") &&
       bf_xml_add_text_child(m, "body", NULL, body)) {
-    const char *msgid = bf_irc_tag_value(msg, "msgid");
-    if (msgid)
+    if (echo) {
+      if (echo->id)
+        bf_xml_set_attr(m, "id", echo->id);
+      if (echo->origin_id)
+        bf_xml_set_attr(bf_xml_add_child(m, "origin-id", BF_IRC_NS_SID), "id",
+                        echo->origin_id);
+      bf_xml *sid = msgid ? bf_xml_add_child(m, "stanza-id", BF_IRC_NS_SID)
+                          : NULL;
+      if (sid && !bf_xml_set_attr(sid, "id", msgid))
+        bf_xml_set_attr(sid, "by", ch->room);
+    } else if (msgid) {
       bf_xml_set_attr(m, "id", msgid);
-    send_to_members(c, ch, m, true);
+    }
+    bf_irc_occupant *o = bf_irc_occupant_find(c, ch, nick);
+    add_occupant_id(m, o ? o->nick : NULL);
+    bf_irc_send_to_members(c, ch, m, true);
     bf_irc_history_add(c->irc, c->server, ch->name, nick, body);
   }
   bf_xml_free(m);
@@ -328,6 +441,101 @@ static void channel_message(bf_irc_conn *c, bf_irc_channel *ch, const char *nick
   free(body);
 }
 
+/* ---- echo-message ------------------------------------------------------------ */
+
+static void echo_free(bf_irc_echo *e) {
+  free(e->id);
+  free(e->origin_id);
+  free(e->body);
+  free(e);
+}
+
+static bf_irc_echo *echo_pop(bf_irc_channel *ch) {
+  bf_irc_echo *e = ch->echoes;
+  if (e) {
+    ch->echoes = e->next;
+    if (!ch->echoes)
+      ch->echoes_tail = NULL;
+    ch->n_echoes--;
+  }
+  return e;
+}
+
+static void echoes_clear(bf_irc_channel *ch) {
+  for (bf_irc_echo *e; (e = echo_pop(ch));)
+    echo_free(e);
+}
+
+/* Our own line came back: the oldest message sent is reflected once its
+ * last piece is back. An echo nothing waits for (a raw PRIVMSG to the
+ * server's JID) is shown like anyone's line. */
+static void channel_echo(bf_irc_conn *c, bf_irc_channel *ch, const char *text,
+                         const bf_irc_msg *m) {
+  bf_irc_echo *e = ch->echoes;
+  if (!e) {
+    channel_message(c, ch, c->nick, text, m, NULL);
+    return;
+  }
+  if (--e->left > 0)
+    return;
+  (void)echo_pop(ch);
+  if (!e->refused)
+    channel_message(c, ch, c->nick, text, m, e);
+  echo_free(e);
+}
+
+/* ERR_CANNOTSENDTOCHAN (+m, +n, banned): the oldest message waiting for
+ * its echo bounces back to the user's resources as an error with its id
+ * (RFC 6120 §8.3), once however many of its pieces are refused. */
+static void echo_refused(bf_irc_conn *c, bf_irc_channel *ch, const char *text) {
+  bf_irc_echo *e = ch->echoes;
+  if (!e->refused) {
+    e->refused = true;
+    bf_xml *m = bf_xml_new("message", NULL);
+    bf_xml *err = m ? bf_xml_add_child(m, "error", NULL) : NULL;
+    if (err && !bf_xml_set_attr(m, "from", ch->room) &&
+        !bf_xml_set_attr(m, "type", "error") &&
+        (!e->id || !bf_xml_set_attr(m, "id", e->id)) &&
+        !bf_xml_set_attr(err, "type", "auth") &&
+        bf_xml_add_child(err, "forbidden", BF_NS_STANZAS) &&
+        bf_xml_add_text_child(err, "text", BF_NS_STANZAS, text))
+      bf_irc_send_to_members(c, ch, m, false);
+    bf_xml_free(m);
+  }
+  if (--e->left == 0)
+    echo_free(echo_pop(ch));
+}
+
+/* A message sent with echo-message waits for its echo. 0 or BF_ENOMEM. */
+static int echo_expect(bf_irc_conn *c, bf_irc_channel *ch, const bf_xml *stanza,
+                       const char *body, unsigned pieces) {
+  if (ch->n_echoes >= BF_IRC_ECHO_PENDING_MAX) {
+    /* The server lost track (or never echoes): the oldest is shown as
+     * sent rather than kept forever. */
+    bf_irc_echo *old = echo_pop(ch);
+    if (!old->refused)
+      channel_message(c, ch, c->nick, old->body, NULL, old);
+    echo_free(old);
+  }
+  const bf_xml *origin = bf_xml_child(stanza, "origin-id", BF_IRC_NS_SID);
+  const char *id = bf_xml_attr(stanza, "id");
+  const char *origin_id = origin ? bf_xml_attr(origin, "id") : NULL;
+  bf_irc_echo *e = calloc(1, sizeof *e);
+  if (!e || !(e->body = strdup(body)) || (id && !(e->id = strdup(id))) ||
+      (origin_id && !(e->origin_id = strdup(origin_id)))) {
+    if (e)
+      echo_free(e);
+    return BF_ENOMEM;
+  }
+  e->pieces = e->left = pieces;
+  if (ch->echoes_tail)
+    ch->echoes_tail->next = e;
+  else
+    ch->echoes = e;
+  ch->echoes_tail = e;
+  ch->n_echoes++;
+  return 0;
+}
 /* A private message (or notice) from nick: a chat message from
  * nick%server@GW to the user. */
 static void private_message(bf_irc_conn *c, const char *nick, const char *text,
@@ -382,7 +590,7 @@ static void join_refused(bf_irc_conn *c, const bf_irc_msg *m,
                          const char *condition) {
   if (m->n_params < 2)
     return;
-  bf_irc_channel *ch = channel_find(c, m->params[1]);
+  bf_irc_channel *ch = bf_irc_channel_find(c, m->params[1]);
   if (!ch || ch->joined)
     return;
   join_failed(c, ch, condition, m->params[m->n_params - 1]);
@@ -416,94 +624,125 @@ bool bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *m) {
   const char *nick = m->nick ? m->nick : "";
   bool me = m->nick && !strcasecmp(m->nick, c->nick);
   bf_irc_channel *ch = NULL;
+  bf_irc_occupant *o;
+  if (c->admin && bf_irc_admin_on_reply(c, m))
+    return true;
   if (!strcasecmp(cmd, "JOIN") && m->n_params >= 1) {
-    if (!(ch = channel_find(c, m->params[0])))
+    if (!(ch = bf_irc_channel_find(c, m->params[0])))
       return true;
     if (me) {
       ch->joined = true;
-    } else {
-      occupant_add(ch, nick);
+    } else if ((o = occupant_add(c, ch, nick, 0))) {
+      /* extended-join: JOIN #chan account :realname ("*": none) */
+      if ((c->caps & BF_IRC_CAP_EXTENDED_JOIN) && m->n_params >= 2)
+        (void)bf_irc_nick_set(&o->nick->account, strcmp(m->params[1], "*")
+                                                     ? m->params[1] : NULL);
       if (ch->names_done)
-        occupant_presence(c, ch, nick, NULL, NULL, NULL, NULL, NULL);
+        bf_irc_occupant_presence(c, ch, nick, o, NULL, NULL, NULL, NULL, NULL);
     }
   } else if (bf_irc_is_numeric(m, 353) && m->n_params >= 4) {
     /* RPL_NAMREPLY: me, symbol, channel, "nick @op +voice" */
-    if (!(ch = channel_find(c, m->params[2])) || ch->names_done)
+    if (!(ch = bf_irc_channel_find(c, m->params[2])) || ch->names_done)
       return true;
     char *names = strdup(m->params[3]);
     char *save = NULL;
     for (char *t = names ? strtok_r(names, " ", &save) : NULL; t;
-         t = strtok_r(NULL, " ", &save))
-      occupant_add(ch, t);
+         t = strtok_r(NULL, " ", &save)) {
+      const char *entry = t;
+      unsigned char modes = bf_irc_prefix_modes(c, &entry);
+      if (*entry)
+        (void)occupant_add(c, ch, entry, modes);
+    }
     free(names);
   } else if (bf_irc_is_numeric(m, 366) && m->n_params >= 2) {
-    if (!(ch = channel_find(c, m->params[1])) || ch->names_done)
+    if (!(ch = bf_irc_channel_find(c, m->params[1])) || ch->names_done)
       return true;
     ch->names_done = true;
-    if (occupant_index(ch, c->nick) < 0)
-      occupant_add(ch, c->nick);
+    o = bf_irc_occupant_find(c, ch, c->nick);
+    if (!o)
+      o = occupant_add(c, ch, c->nick, 0);
+    /* Alone with ops: the JOIN created the channel (XEP-0045 §10.1.1). */
+    ch->created = o && ch->n_occupants == 1 && bf_irc_is_operator(c, o);
     for (size_t i = 0; i < ch->n_members; i++) {
       send_roster(c, ch, ch->members[i].jid, ch->members[i].history);
       ch->members[i].history = 0; /* a rejoin after a reconnection: none */
     }
     if (ch->n_members)
       ch->away_since_ms = 0;
+    ch->created = false;
   } else if (bf_irc_is_numeric(m, 332) && m->n_params >= 3) {
-    if (!(ch = channel_find(c, m->params[1])))
+    if (!(ch = bf_irc_channel_find(c, m->params[1])))
       return true;
     free(ch->topic);
     ch->topic = body_of(m->params[2], ch->encoding);
   } else if (!strcasecmp(cmd, "TOPIC") && m->n_params >= 2) {
-    if (!(ch = channel_find(c, m->params[0])))
+    if (!(ch = bf_irc_channel_find(c, m->params[0])))
       return true;
     free(ch->topic);
     ch->topic = body_of(m->params[1], ch->encoding);
     send_subject(c, ch, NULL, nick);
   } else if ((!strcasecmp(cmd, "PRIVMSG") || !strcasecmp(cmd, "NOTICE")) &&
              m->n_params >= 2 && m->nick) {
-    if ((ch = channel_find(c, m->params[0])))
-      channel_message(c, ch, nick, m->params[1], m);
-    else if (!strcasecmp(m->params[0], c->nick))
-      private_message(c, nick, m->params[1], !strcasecmp(cmd, "NOTICE"));
+    if (!(ch = bf_irc_channel_find(c, m->params[0]))) {
+      if (!strcasecmp(m->params[0], c->nick))
+        private_message(c, nick, m->params[1], !strcasecmp(cmd, "NOTICE"));
+    } else if (me && (c->caps & BF_IRC_CAP_ECHO_MESSAGE)) {
+      channel_echo(c, ch, m->params[1], m);
+    } else {
+      channel_message(c, ch, nick, m->params[1], m, NULL);
+    }
+  } else if (bf_irc_is_numeric(m, 404) && m->n_params >= 3 &&
+             (ch = bf_irc_channel_find(c, m->params[1])) && ch->echoes) {
+    /* ERR_CANNOTSENDTOCHAN: no echo will come; the message bounces. */
+    echo_refused(c, ch, m->params[2]);
   } else if (!strcasecmp(cmd, "PART") && m->n_params >= 1) {
-    if (!(ch = channel_find(c, m->params[0])))
+    if (!(ch = bf_irc_channel_find(c, m->params[0])))
       return true;
     if (me)
       return true; /* our own PART: the room was already left */
-    ssize_t at = occupant_index(ch, nick);
-    if (at >= 0)
-      occupant_presence(c, ch, ch->occupants[at], "unavailable",
+    if ((o = bf_irc_occupant_find(c, ch, nick))) {
+      bf_irc_occupant_presence(c, ch, nick, o, "unavailable",
                         m->n_params >= 2 ? m->params[1] : NULL, NULL, NULL,
                         NULL);
-    occupant_remove(ch, nick);
+      occupant_remove(ch, o);
+    }
   } else if (!strcasecmp(cmd, "QUIT") && m->nick) {
     for (ch = c->channels; ch; ch = ch->next) {
-      ssize_t at = occupant_index(ch, nick);
-      if (at < 0)
+      if (!(o = bf_irc_occupant_find(c, ch, nick)))
         continue;
-      occupant_presence(c, ch, ch->occupants[at], "unavailable",
+      bf_irc_occupant_presence(c, ch, nick, o, "unavailable",
                         m->n_params >= 1 ? m->params[0] : NULL, NULL, NULL,
                         NULL);
-      occupant_remove(ch, nick);
+      occupant_remove(ch, o);
     }
   } else if (!strcasecmp(cmd, "NICK") && m->n_params >= 1 && m->nick) {
     const char *new_nick = m->params[0];
-    for (ch = c->channels; ch; ch = ch->next) {
-      ssize_t at = occupant_index(ch, nick);
-      if (at < 0)
+    bf_irc_nick *old = bf_irc_nick_find(&c->irc->nicks, c->server, nick);
+    for (ch = c->channels; old && ch; ch = ch->next) {
+      if (!(o = bf_irc_occupant_find(c, ch, nick)))
         continue;
       /* XEP-0045 §7.6: unavailable with 303 and the new nick, then
        * available under the new one. */
-      char prefix[2] = {is_prefix(ch->occupants[at][0]) ? ch->occupants[at][0] : 0};
-      char entry[128];
-      snprintf(entry, sizeof entry, "%s%s", prefix, new_nick);
       const char *codes303[] = {STATUS_NICK_CHANGE, me ? STATUS_SELF : NULL, NULL};
-      occupant_presence(c, ch, ch->occupants[at], "unavailable", NULL,
-                        codes303, NULL, new_nick);
-      occupant_remove(ch, nick);
-      occupant_add(ch, entry);
+      bf_irc_occupant_presence(c, ch, nick, o, "unavailable", NULL, codes303, NULL,
+                        new_nick);
+      bf_irc_nick *renamed = bf_irc_nick_get(&c->irc->nicks, c->server, new_nick);
+      if (!renamed) {
+        occupant_remove(ch, o);
+        continue;
+      }
+      /* The same IRC user: what is known of them follows the nick (the
+       * first connection to see the NICK carries it over). */
+      if (!renamed->account && old->account)
+        (void)bf_irc_nick_set(&renamed->account, old->account);
+      if (!renamed->away && old->away)
+        (void)bf_irc_nick_set(&renamed->away, old->away);
+      old->refs++; /* kept for the next channels of the loop */
+      bf_irc_nick_unref(o->nick);
+      o->nick = renamed;
       const char *codes[] = {me ? STATUS_SELF : NULL, NULL};
-      occupant_presence(c, ch, entry, NULL, NULL, codes, NULL, NULL);
+      bf_irc_occupant_presence(c, ch, new_nick, o, NULL, NULL, codes, NULL, NULL);
+      bf_irc_nick_unref(old);
     }
     if (me) {
       char *copy = strdup(new_nick);
@@ -512,20 +751,44 @@ bool bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *m) {
         c->nick = copy;
       }
     }
+  } else if ((!strcasecmp(cmd, "AWAY") || !strcasecmp(cmd, "ACCOUNT")) &&
+             m->nick) {
+    /* away-notify: AWAY [:message]; account-notify: ACCOUNT name|* */
+    bf_irc_nick *n = bf_irc_nick_find(&c->irc->nicks, c->server, nick);
+    if (!n)
+      return true;
+    const char *value = m->n_params ? m->params[0] : NULL;
+    if (!strcasecmp(cmd, "AWAY"))
+      (void)bf_irc_nick_set(&n->away, value);
+    else
+      (void)bf_irc_nick_set(&n->account, value && strcmp(value, "*") ? value
+                                                                     : NULL);
+    for (ch = c->channels; ch; ch = ch->next) {
+      if (ch->names_done && (o = bf_irc_occupant_find(c, ch, nick)))
+        bf_irc_occupant_presence(c, ch, nick, o, NULL, NULL, NULL, NULL, NULL);
+    }
   } else if (!strcasecmp(cmd, "KICK") && m->n_params >= 2) {
-    if (!(ch = channel_find(c, m->params[0])))
+    if (!(ch = bf_irc_channel_find(c, m->params[0])))
       return true;
     const char *victim = m->params[1];
     bool kicked_me = !strcasecmp(victim, c->nick);
-    ssize_t at = occupant_index(ch, victim);
+    o = bf_irc_occupant_find(c, ch, victim);
     const char *codes[] = {STATUS_KICKED, kicked_me ? STATUS_SELF : NULL, NULL};
-    occupant_presence(c, ch, at >= 0 ? ch->occupants[at] : victim,
-                      "unavailable", m->n_params >= 3 ? m->params[2] : NULL,
-                      codes, NULL, NULL);
+    bf_irc_occupant_presence(c, ch, victim, o, "unavailable",
+                      m->n_params >= 3 ? m->params[2] : NULL, codes, NULL,
+                      NULL);
     if (kicked_me)
       channel_remove(c, ch);
-    else
-      occupant_remove(ch, victim);
+    else if (o)
+      occupant_remove(ch, o);
+  } else if (!strcasecmp(cmd, "MODE") && m->n_params >= 2 &&
+             (ch = bf_irc_channel_find(c, m->params[0]))) {
+    bf_irc_on_mode(c, ch, m);
+  } else if (!strcasecmp(cmd, "INVITE") && m->n_params >= 2 && m->nick) {
+    bf_irc_on_invite(c, m);
+  } else if (bf_irc_is_numeric(m, 5)) {
+    bf_irc_on_isupport(c, m);
+    return false; /* still shown after a raw command */
   } else if (bf_irc_is_numeric(m, 474)) {
     join_refused(c, m, "forbidden");             /* banned */
   } else if (bf_irc_is_numeric(m, 473)) {
@@ -619,7 +882,7 @@ static int join(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
                 "cannot connect to that IRC server");
     return 0;
   }
-  bf_irc_channel *ch = channel_find(c, a->name);
+  bf_irc_channel *ch = bf_irc_channel_find(c, a->name);
   size_t n_channels = 0;
   for (bf_irc_channel *k = c->channels; k; k = k->next)
     n_channels++;
@@ -681,12 +944,13 @@ static int join(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
 static void leave(bf_irc *irc, const bf_irc_address *a, const char *bare,
                   const char *full, const char *status) {
   bf_irc_conn *c = bf_irc_conn_find(irc, bare, a->server);
-  bf_irc_channel *ch = c ? channel_find(c, a->name) : NULL;
+  bf_irc_channel *ch = c ? bf_irc_channel_find(c, a->name) : NULL;
   if (!ch || !member_remove(ch, full))
     return;
   /* XEP-0045 §7.14: the leaving resource gets its own unavailable. */
   const char *codes[] = {STATUS_SELF, NULL};
-  occupant_presence(c, ch, c->nick, "unavailable", NULL, codes, full, NULL);
+  bf_irc_occupant_presence(c, ch, c->nick, bf_irc_occupant_find(c, ch, c->nick),
+                    "unavailable", NULL, codes, full, NULL);
   if (ch->n_members)
     return;
   bf_irc_channel_released(c, ch, status);
@@ -750,6 +1014,7 @@ typedef struct {
   const char *target;
   bool action;
   int rc;
+  unsigned pieces;             /* lines sent */
 } privmsg_walk;
 
 static int send_piece(void *data, const char *piece, size_t len) {
@@ -761,12 +1026,15 @@ static int send_piece(void *data, const char *piece, size_t len) {
     snprintf(text, sizeof text, "%.*s", (int)len, piece);
   const char *params[] = {w->target, text};
   w->rc = bf_irc_send_user(w->conn, "PRIVMSG", params, 2, true);
+  w->pieces += !w->rc;
   return w->rc;
 }
 
-static int privmsg(bf_irc_conn *c, const char *target, const char *body) {
+/* *pieces (may be NULL): how many PRIVMSGs were sent, even on error. */
+static int privmsg(bf_irc_conn *c, const char *target, const char *body,
+                   unsigned *pieces) {
   bool action = !strncmp(body, "/me ", 4); /* XEP-0245 */
-  privmsg_walk w = {c, target, action, 0};
+  privmsg_walk w = {c, target, action, 0, 0};
   /* Room for the text as others receive it (our prefix counted), minus
    * the CTCP framing of an action. */
   size_t prefix = strlen(c->nick) + 1 + 10 + 1 + 63;
@@ -776,6 +1044,8 @@ static int privmsg(bf_irc_conn *c, const char *target, const char *body) {
   if (room < 16)
     return BF_E2BIG;
   int rc = bf_irc_split_text(action ? body + 4 : body, room, send_piece, &w);
+  if (pieces)
+    *pieces = w.pieces;
   return rc ? rc : w.rc;
 }
 
@@ -790,7 +1060,7 @@ int bf_irc_message(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
   const char *body = bf_xml_child_text(stanza, "body", BF_NS_COMPONENT);
   const char *subject = bf_xml_child_text(stanza, "subject", BF_NS_COMPONENT);
   if (a->channel && !to->resource) {
-    bf_irc_channel *ch = c ? channel_find(c, a->name) : NULL;
+    bf_irc_channel *ch = c ? bf_irc_channel_find(c, a->name) : NULL;
     if (!ch || !ch->joined || !ch->n_members) { /* n_members: kept */
       reply_error(irc, stanza, "not-acceptable", "join the room first");
       return 0;
@@ -800,13 +1070,25 @@ int bf_irc_message(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
       (void)bf_irc_send_user(c, "TOPIC", params, 2, true);
       return 0;
     }
+    const bf_xml *ux = bf_xml_child(stanza, "x", BF_IRC_NS_MUC_USER);
+    if (ux && bf_xml_child(ux, "invite", BF_IRC_NS_MUC_USER)) {
+      bf_irc_invite_from_xmpp(c, ch, stanza, ux);
+      return 0;
+    }
     if (!body)
       return 0; /* chat states and the like */
-    if (privmsg(c, ch->name, body) != 0) {
+    unsigned pieces = 0;
+    int rc = privmsg(c, ch->name, body, &pieces);
+    if (pieces && (c->caps & BF_IRC_CAP_ECHO_MESSAGE) &&
+        echo_expect(c, ch, stanza, body, pieces) == 0)
+      pieces = 0; /* reflected when the server echoes it */
+    if (rc != 0) {
       reply_error(irc, stanza, "resource-constraint",
                   "the IRC server is not accepting messages now");
       return 0;
     }
+    if (!pieces)
+      return 0;
     /* XEP-0045 §7.4: the room reflects the message to every occupant,
      * the sender included, with the sender's id. */
     char *nick_jid = occupant_jid(ch, c->nick);
@@ -816,7 +1098,7 @@ int bf_irc_message(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
         (!bf_xml_attr(stanza, "id") ||
          !bf_xml_set_attr(m, "id", bf_xml_attr(stanza, "id"))) &&
         bf_xml_add_text_child(m, "body", NULL, body)) {
-      send_to_members(c, ch, m, false);
+      bf_irc_send_to_members(c, ch, m, false);
       bf_irc_history_add(irc, c->server, ch->name, c->nick, body);
     }
     bf_xml_free(m);
@@ -848,7 +1130,7 @@ int bf_irc_message(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
                 "first");
     return 0;
   }
-  if (privmsg(c, nick, body) != 0)
+  if (privmsg(c, nick, body, NULL) != 0)
     reply_error(irc, stanza, "resource-constraint",
                 "the IRC server is not accepting messages now");
   return 0;

@@ -400,6 +400,7 @@ static const struct {
     {"multi-prefix", BF_IRC_CAP_MULTI_PREFIX},
     {"server-time", BF_IRC_CAP_SERVER_TIME},
     {"message-tags", BF_IRC_CAP_MESSAGE_TAGS},
+    {"echo-message", BF_IRC_CAP_ECHO_MESSAGE},
     {"away-notify", BF_IRC_CAP_AWAY_NOTIFY},
     {"account-notify", BF_IRC_CAP_ACCOUNT_NOTIFY},
     {"extended-join", BF_IRC_CAP_EXTENDED_JOIN},
@@ -579,6 +580,7 @@ static int on_line(void *data, const char *line, size_t len) {
   }
   if (!strcasecmp(m->command, "PONG")) {
     c->ping_sent = false;
+    (void)bf_irc_on_line(c, m); /* it may close a MUC admin request */
     return 0;
   }
   if (!strcasecmp(m->command, "CAP")) {

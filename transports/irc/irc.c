@@ -179,6 +179,7 @@ static void irc_close(void *state) {
   bf_irc *irc = state;
   bf_irc_bouncer_close(irc);
   bf_irc_conns_close(irc);
+  bf_irc_nicks_close(&irc->nicks);
   bf_irc_history_close(irc);
   free(irc->history);
   free(irc->msg);
@@ -279,6 +280,9 @@ static int irc_iq(bf_irc *irc, const bf_xml *iq, const bf_jid *from,
                   const bf_jid *to, const bf_irc_address *a) {
   const bf_xml *payload = bf_xml_first_child(iq);
   const char *type = bf_xml_attr(iq, "type");
+  if (payload && a->channel && !to->resource &&
+      !strcmp(bf_xml_xmlns(payload), BF_IRC_NS_MUC_ADMIN))
+    return bf_irc_admin_iq(irc, iq, from, a);
   if (!payload || strcmp(type, "get") != 0)
     return BF_ENOTSUP;
   const char *ns = bf_xml_xmlns(payload);

@@ -7,6 +7,9 @@
  *   irc-channel.c  channels as MUC rooms (XEP-0045) and private chats
  *   irc-bouncer.c  persistent channels: kept while the user is away,
  *                  restored at start-up
+ *   irc-muc-admin.c  MODE to roles and affiliations, MUC admin requests,
+ *                  invitations
+ *   irc-nick.c     occupants' nicks, interned once per (server, nick)
  *   irc-proto.c    the IRC line format;  irc-text.c  text conversions
  */
 #ifndef BF_IRC_H
@@ -24,6 +27,9 @@
 
 #define BF_IRC_NS_MUC "http://jabber.org/protocol/muc"
 #define BF_IRC_NS_MUC_USER "http://jabber.org/protocol/muc#user"
+#define BF_IRC_NS_MUC_ADMIN "http://jabber.org/protocol/muc#admin"
+#define BF_IRC_NS_SID "urn:xmpp:sid:0"
+#define BF_IRC_NS_OCCUPANT_ID "urn:xmpp:occupant-id:0"
 /* The most ports tried per server (irc_ports). */
 #define BF_IRC_PORTS_MAX 8
 /* Bytes queued to one IRC server before the connection is dropped as
@@ -47,6 +53,15 @@
 #define BF_IRC_HISTORY_MAX 500
 #define BF_IRC_HISTORY_DEFAULT 20
 #define BF_IRC_HISTORY_PENDING_MAX 256
+/* ISUPPORT PREFIX: channel membership modes kept (a byte of bits per
+ * occupant); CHANMODES: bytes of its value kept. */
+#define BF_IRC_PREFIX_MAX 8
+#define BF_IRC_CHANMODES_MAX 63
+/* Messages sent with echo-message whose echo has not come back, per
+ * channel; past it the oldest is reflected as sent. */
+#define BF_IRC_ECHO_PENDING_MAX 64
+/* MUC admin requests waiting for the server, per connection. */
+#define BF_IRC_ADMIN_PENDING_MAX 16
 /* The module's one timer: connection timeouts are checked this often. */
 #define BF_IRC_TICK_MS 1000u
 /* Reconnection backoff cap. */
@@ -96,6 +111,45 @@ typedef struct bf_irc_member {
   int history;                 /* history lines to replay when joined */
 } bf_irc_member;
 
+/* An IRC user seen on a server (irc-nick.c): one record per (server,
+ * nick) for the module, shared by every channel and connection listing
+ * them. */
+typedef struct bf_irc_nicks bf_irc_nicks;
+typedef struct bf_irc_nick {
+  struct bf_irc_nick *next;    /* in its hash bucket */
+  bf_irc_nicks *table;
+  unsigned refs;
+  unsigned hash;
+  char *account;               /* IRCv3 account; NULL: unknown or none */
+  char *away;                  /* away message; NULL: not away */
+  char *server;                /* after the nick in name */
+  char name[];                 /* the nick, NUL, the server, NUL */
+} bf_irc_nick;
+
+struct bf_irc_nicks {
+  bf_irc_nick **buckets;       /* a power of two of them */
+  size_t n_buckets, count;
+};
+
+/* A channel member: 16 bytes, the nick shared. */
+typedef struct bf_irc_occupant {
+  bf_irc_nick *nick;           /* a reference held */
+  unsigned char modes;         /* bit i: the connection's prefix_chars[i] */
+} bf_irc_occupant;
+
+/* A message sent to the channel with echo-message: reflected to the
+ * user's resources when the server's echo of its last piece arrives
+ * (irc-channel.c). */
+typedef struct bf_irc_echo {
+  struct bf_irc_echo *next;
+  char *id;                    /* the XMPP message's id attribute, or NULL */
+  char *origin_id;             /* its XEP-0359 origin-id, or NULL */
+  char *body;                  /* what the user wrote */
+  unsigned pieces;             /* PRIVMSGs sent for it */
+  unsigned left;               /* their echoes (or 404s) still due */
+  bool refused;                /* a piece was refused: the error is sent */
+} bf_irc_echo;
+
 typedef struct bf_irc_channel {
   struct bf_irc_channel *next;
   char *name;                  /* as the user wrote it, e.g. "#test" */
@@ -104,7 +158,9 @@ typedef struct bf_irc_channel {
   size_t n_members;
   bool joined;                 /* the server confirmed our JOIN */
   bool names_done;             /* end of NAMES (366) seen */
-  char **occupants;            /* nicks, with their prefix char ('@', '+'…) */
+  bool created;                /* we were alone and got ops: a new channel
+                                  (XEP-0045 status 201) */
+  bf_irc_occupant *occupants;
   size_t n_occupants;
   char *topic;
   /* The user's settings for the channel (configure on the room's JID). */
@@ -112,6 +168,8 @@ typedef struct bf_irc_channel {
   char *encoding;              /* charset of non-UTF-8 text, or NULL */
   uint64_t away_since_ms;      /* wall clock: kept with no member since
                                   then (the lines missed are replayed) */
+  bf_irc_echo *echoes, *echoes_tail; /* oldest first */
+  size_t n_echoes;
 } bf_irc_channel;
 
 struct bf_irc_conn {
@@ -136,6 +194,13 @@ struct bf_irc_conn {
   bool cap_negotiating;
   unsigned caps_wanted;        /* BF_IRC_CAP_* requested from CAP LS */
   unsigned caps;               /* BF_IRC_CAP_* the server acknowledged */
+  /* ISUPPORT (005) PREFIX, e.g. "qaohv" and "~&@%+" (highest first), and
+   * CHANMODES "A,B,C,D"; empty until the server sends them, and then
+   * "(ov)@+" and "beI,k,l,imnpst" are assumed (modern.ircdocs). */
+  char prefix_modes[BF_IRC_PREFIX_MAX + 1], prefix_chars[BF_IRC_PREFIX_MAX + 1];
+  char chanmodes[BF_IRC_CHANMODES_MAX + 1];
+  struct bf_irc_admin *admin;  /* MUC admin requests waiting for the
+                                  server's answer (irc-muc-admin.c) */
   unsigned ports[BF_IRC_PORTS_MAX];
   bool tls[BF_IRC_PORTS_MAX];
   size_t n_ports, port_at;
@@ -179,6 +244,7 @@ struct bf_irc {
   struct bf_irc_restore *restore; /* start-up: (user, server) pairs whose
                                   persistent channels are not joined yet */
   size_t n_restore, restore_at;
+  bf_irc_nicks nicks;          /* every occupant's nick (irc-nick.c) */
   bool closing;                /* the module is closing: no reconnection */
   uint64_t tick_timer;         /* host timer id */
   /* The line being handled, whichever connection it came from: one loop,
@@ -297,6 +363,22 @@ void bf_irc_conns_close(bf_irc *irc);
  * Called every BF_IRC_TICK_MS by the module's one timer. */
 void bf_irc_conns_tick(bf_irc *irc);
 
+/* irc-nick.c */
+/* The record of nick on server with a reference more (created when
+ * new; server, nick: copied), or NULL on ENOMEM. */
+bf_irc_nick *bf_irc_nick_get(bf_irc_nicks *t, const char *server,
+                             const char *nick);
+/* The record, no reference taken; NULL when no channel lists the nick. */
+bf_irc_nick *bf_irc_nick_find(bf_irc_nicks *t, const char *server,
+                              const char *nick);
+/* Drops a reference (n may be NULL); the last one frees the record. */
+void bf_irc_nick_unref(bf_irc_nick *n);
+/* *field (account, away) becomes a copy of value (NULL clears it). 0 or
+ * BF_ENOMEM (then *field is unchanged). */
+int bf_irc_nick_set(char **field, const char *value);
+/* The table itself, once every channel is freed. */
+void bf_irc_nicks_close(bf_irc_nicks *t);
+
 /* irc-channel.c */
 /* The connection is registered: join the channels waiting for it. */
 void bf_irc_on_registered(bf_irc_conn *c);
@@ -345,5 +427,53 @@ uint64_t bf_irc_wall_ms(void);
 /* Sends AWAY (set or unset) when whether the user is in any room of the
  * connection changed. */
 void bf_irc_away_update(bf_irc_conn *c);
+/* The user's channel name on c, or NULL. */
+bf_irc_channel *bf_irc_channel_find(bf_irc_conn *c, const char *name);
+/* The connection's PREFIX characters, highest first ("@+" by default). */
+const char *bf_irc_prefix_chars(const bf_irc_conn *c);
+/* The membership bits of the prefixes *entry starts with ("@+nick"),
+ * *entry moved past them. */
+unsigned char bf_irc_prefix_modes(const bf_irc_conn *c, const char **entry);
+/* nick among ch's occupants, or NULL. */
+bf_irc_occupant *bf_irc_occupant_find(bf_irc_conn *c, bf_irc_channel *ch,
+                                      const char *nick);
+/* stanza (borrowed) to each of the user's resources in ch. */
+void bf_irc_send_to_members(bf_irc_conn *c, bf_irc_channel *ch, bf_xml *stanza,
+                            bool durable);
+/* <presence from='room/nick'> with a muc#user item for o (NULL: no
+ * modes known), type (NULL = available), status text and codes
+ * (NULL-terminated list, or NULL), to one resource (to) or to all of them
+ * (to NULL); new_nick for a nick change (303). All borrowed. */
+void bf_irc_occupant_presence(bf_irc_conn *c, bf_irc_channel *ch,
+                              const char *nick, const bf_irc_occupant *o,
+                              const char *type, const char *status_text,
+                              const char *const *codes, const char *to,
+                              const char *new_nick);
+/* A groupchat message from the room itself (a status line: modes, bans),
+ * text borrowed. */
+void bf_irc_room_notice(bf_irc_conn *c, bf_irc_channel *ch, const char *text);
+
+/* irc-muc-admin.c */
+/* RPL_ISUPPORT: PREFIX and CHANMODES kept on c. */
+void bf_irc_on_isupport(bf_irc_conn *c, const bf_irc_msg *m);
+/* True if o has channel operator status (@) or higher. */
+bool bf_irc_is_operator(const bf_irc_conn *c, const bf_irc_occupant *o);
+/* A channel MODE: occupants' roles and affiliations, the change shown in
+ * the room. */
+void bf_irc_on_mode(bf_irc_conn *c, bf_irc_channel *ch, const bf_irc_msg *m);
+/* An IRC INVITE to us: a XEP-0045 mediated invitation to the user. */
+void bf_irc_on_invite(bf_irc_conn *c, const bf_irc_msg *m);
+/* A message to the room with muc#user <invite/>s (x): INVITE each. */
+void bf_irc_invite_from_xmpp(bf_irc_conn *c, bf_irc_channel *ch,
+                             const bf_xml *stanza, const bf_xml *x);
+/* An iq to a room (XEP-0045 §8-9 muc#admin). 0, or BF_ENOTSUP when it
+ * is not one. */
+int bf_irc_admin_iq(bf_irc *irc, const bf_xml *iq, const bf_jid *from,
+                    const bf_irc_address *a);
+/* The server's answers to admin requests (errors, the PONG that closes
+ * each): true when m was one. */
+bool bf_irc_admin_on_reply(bf_irc_conn *c, const bf_irc_msg *m);
+/* The connection is gone: its waiting admin requests fail. */
+void bf_irc_admin_close(bf_irc_conn *c);
 
 #endif

@@ -1,0 +1,320 @@
+"""End-to-end tests of the IRC transport's MUC features: channel modes as
+roles and affiliations, a created channel (201), MUC admin requests from
+XMPP (kick, voice, moderator, ban) against a real ngIRCd, invitations both
+ways; and, against InspIRCd + Atheme, the IRCv3 occupant capabilities:
+echo-message reflections, away-notify, account-notify and extended-join."""
+import time
+
+from harness import (E2ETestCase, Lab, babelfish_config, child_text,
+                     irc_nick, main, q, report, stanza_error)
+
+GW = "irc.localhost"
+NS_MUC = "http://jabber.org/protocol/muc"
+NS_MUC_USER = "http://jabber.org/protocol/muc#user"
+NS_MUC_ADMIN = "http://jabber.org/protocol/muc#admin"
+NS_SID = "urn:xmpp:sid:0"
+NS_OCCUPANT_ID = "urn:xmpp:occupant-id:0"
+SANITIZER = r"AddressSanitizer|LeakSanitizer|runtime error:"
+
+
+def room(channel):
+    return "%s%%localhost@%s" % (channel, GW)
+
+
+def codes(el):
+    return {s.get("code") for s in el.iter("{%s}status" % NS_MUC_USER)}
+
+
+def item(el):
+    return el.find("{%s}x/{%s}item" % (NS_MUC_USER, NS_MUC_USER))
+
+
+class MucCase(E2ETestCase):
+    def start(self, ircd):
+        self.ircd = ircd
+        self.bf = self.lab.babelfish(babelfish_config(
+            self.lab, self.prosody,
+            {"irc": {"transport": "irc", "domain": GW, "secret": "s3cret",
+                     "irc_ports": self.ircd.port}}))
+        self.prosody.wait_auth(GW, daemon=self.bf)
+        self.alice = self.lab.client(self.prosody, "alice")
+
+    def tearDown(self):
+        rc, _ = self.bf.stop()
+        self.lab.close()
+        self.assertNotRegex(self.bf.log_text(), SANITIZER)
+        self.assertEqual(rc, 0)
+
+    def join(self, channel, nick="alice"):
+        """Joins as alice; returns her self-presence."""
+        self.alice.send_raw("<presence to='%s/%s'><x xmlns='%s'/></presence>"
+                            % (room(channel), nick, NS_MUC))
+        pres = self.alice.wait_stanza(
+            lambda el: el.tag == q("presence")
+            and el.get("from") == "%s/%s" % (room(channel), nick)
+            and "110" in codes(el), timeout=15, what="self-presence")
+        self.alice.wait_message(from_=room(channel), predicate=lambda el:
+                                el.find(q("subject")) is not None)
+        return pres
+
+    def presence_of(self, channel, nick, predicate=lambda el: True):
+        return self.alice.wait_stanza(
+            lambda el: el.tag == q("presence")
+            and el.get("from") == "%s/%s" % (room(channel), nick)
+            and predicate(el), what="presence of %s" % nick)
+
+    def admin(self, channel, item_xml):
+        return self.alice.iq(room(channel), "<query xmlns='%s'>%s</query>"
+                             % (NS_MUC_ADMIN, item_xml), type_="set")
+
+
+class IrcMucTest(MucCase):
+    """Against Debian's ngIRCd (PREFIX=(qaohv)~&@%+)."""
+
+    def setUp(self):
+        self.lab = Lab("irc-muc")
+        self.prosody = self.lab.prosody({GW: "s3cret"})
+        self.start(self.lab.ngircd())
+
+    def test_created_channel_modes_and_roles(self):
+        pres = self.join("#new")
+        # Alone in a new channel, with ops: 201 (XEP-0045 §10.1.1).
+        self.assertEqual(codes(pres), {"110", "201"})
+        self.assertEqual((item(pres).get("role"), item(pres).get("affiliation")),
+                         ("moderator", "admin"))
+        bob = self.lab.irc_client(self.ircd, "bob")
+        bob.join("#new")
+        pres = self.presence_of("#new", "bob")
+        self.assertEqual(item(pres).get("role"), "participant")
+        self.assertEqual(item(pres).get("affiliation"), "none")
+
+        # MUC admin: moderator -> MODE +o, answered once the server is done.
+        t0 = time.monotonic()
+        reply = self.admin("#new", "<item nick='bob' role='moderator'/>")
+        report("muc#admin role change through IRC: %.1f ms",
+               (time.monotonic() - t0) * 1000)
+        self.assertEqual(reply.get("type"), "result")
+        bob.wait_command("MODE", lambda p: p[3] == ["#new", "+o", "bob"])
+        pres = self.presence_of("#new", "bob", lambda el:
+                                item(el).get("role") == "moderator")
+        self.assertEqual(item(pres).get("affiliation"), "admin")
+        notice = self.alice.wait_message(from_=room("#new"), predicate=lambda el:
+                                         child_text(el, "body") is not None)
+        self.assertEqual(child_text(notice, "body"), "alice sets mode +o bob")
+        self.assertEqual(notice.get("type"), "groupchat")
+
+        # Modes set on IRC: a channel mode is a status line, and alice
+        # loses her ops (her own presence, 110).
+        bob.send("MODE #new +m")
+        notice = self.alice.wait_message(from_=room("#new"), predicate=lambda el:
+                                         "+m" in (child_text(el, "body") or ""))
+        self.assertEqual(child_text(notice, "body"), "bob sets mode +m")
+        bob.send("MODE #new -o+v alice alice")
+        pres = self.presence_of("#new", "alice", lambda el:
+                                item(el).get("affiliation") == "member")
+        self.assertIn("110", codes(pres))
+        self.assertEqual(item(pres).get("role"), "participant")  # voiced
+
+        # No longer an operator: IRC's 482 is the iq's error.
+        reply = self.admin("#new", "<item nick='bob' role='none'/>")
+        self.assertEqual(reply.get("type"), "error")
+        self.assertEqual(stanza_error(reply)[1], "not-allowed")
+        # A request that names nobody, and one IRC cannot express.
+        reply = self.admin("#new", "<item role='none'/>")
+        self.assertEqual(stanza_error(reply)[1], "bad-request")
+        reply = self.admin("#new", "<item nick='bob' affiliation='owner'/>")
+        self.assertEqual(stanza_error(reply)[1], "feature-not-implemented")
+        # Not joined: refused without a word to IRC.
+        reply = self.admin("#elsewhere", "<item nick='bob' role='none'/>")
+        self.assertEqual(stanza_error(reply)[1], "not-acceptable")
+
+    def test_kick_voice_and_ban(self):
+        self.join("#kb")
+        bob, carol = self.lab.irc_clients(self.ircd, ["bob", "carol"])
+        for c in (bob, carol):
+            c.join("#kb")
+            self.presence_of("#kb", c.nick)
+        # Voice and devoice (participant / visitor).
+        self.assertEqual(self.admin(
+            "#kb", "<item nick='carol' role='participant'/>").get("type"),
+            "result")
+        bob.wait_command("MODE", lambda p: p[3] == ["#kb", "+v", "carol"])
+        pres = self.presence_of("#kb", "carol", lambda el:
+                                item(el).get("affiliation") == "member")
+        self.assertEqual(item(pres).get("role"), "participant")
+        self.assertEqual(self.admin(
+            "#kb", "<item nick='carol' role='visitor'/>").get("type"), "result")
+        bob.wait_command("MODE", lambda p: p[3] == ["#kb", "-v", "carol"])
+        self.presence_of("#kb", "carol", lambda el:
+                         item(el).get("affiliation") == "none")
+
+        # Kick with a reason.
+        reply = self.admin("#kb", "<item nick='bob' role='none'>"
+                           "<reason>off topic</reason></item>")
+        self.assertEqual(reply.get("type"), "result")
+        _, _, _, params = bob.wait_command("KICK")
+        self.assertEqual(params, ["#kb", "bob", "off topic"])
+        pres = self.presence_of("#kb", "bob", lambda el:
+                                el.get("type") == "unavailable")
+        self.assertEqual(codes(pres), {"307"})
+        self.assertEqual(child_text(pres, "status"), "off topic")
+
+        # Ban (outcast): +b nick!*@*, then KICK; carol cannot come back.
+        reply = self.admin("#kb", "<item jid='carol%%localhost@%s' "
+                           "affiliation='outcast'/>" % GW)
+        self.assertEqual(reply.get("type"), "result")
+        carol.wait_command("MODE", lambda p: p[3] == ["#kb", "+b", "carol!*@*"])
+        carol.wait_command("KICK", lambda p: p[3][:2] == ["#kb", "carol"])
+        notice = self.alice.wait_message(from_=room("#kb"), predicate=lambda el:
+                                         "+b" in (child_text(el, "body") or ""))
+        self.assertEqual(child_text(notice, "body"),
+                         "alice sets mode +b carol!*@*")
+        mark = carol.mark()
+        carol.send("JOIN #kb")
+        carol.wait_command("474", since=mark)  # ERR_BANNEDFROMCHAN
+        # affiliation none lifts the ban.
+        self.assertEqual(self.admin(
+            "#kb", "<item nick='carol' affiliation='none'/>").get("type"),
+            "result")
+        self.alice.wait_message(from_=room("#kb"), predicate=lambda el:
+                                child_text(el, "body")
+                                == "alice sets mode -b carol!*@*")
+        self.assertIn("carol", carol.join("#kb"))
+
+    def test_invitations_both_ways(self):
+        self.join("#inv")
+        dave = self.lab.irc_client(self.ircd, "dave")
+        # XMPP -> IRC: a mediated invitation to an IRC nick's JID.
+        self.alice.send_raw(
+            "<message to='%s'><x xmlns='%s'><invite to='dave%%localhost@%s'>"
+            "<reason>come</reason></invite></x></message>"
+            % (room("#inv"), NS_MUC_USER, GW))
+        _, source, _, params = dave.wait_command("INVITE")
+        self.assertEqual(irc_nick(source), "alice")
+        self.assertEqual(params, ["dave", "#inv"])
+        self.assertIn("alice", dave.join("#inv"))
+        # Not an IRC user of this server: refused.
+        self.alice.send_raw(
+            "<message to='%s' id='bad-inv'><x xmlns='%s'><invite "
+            "to='someone@example.org'/></x></message>"
+            % (room("#inv"), NS_MUC_USER))
+        err = self.alice.wait_message(predicate=lambda el:
+                                      el.get("id") == "bad-inv")
+        self.assertEqual(stanza_error(err)[1], "jid-malformed")
+
+        # IRC -> XMPP: INVITE becomes an invitation from the room.
+        dave.join("#elsewhere")
+        dave.send("INVITE alice #elsewhere")
+        msg = self.alice.wait_message(from_=room("#elsewhere"))
+        invite = msg.find("{%s}x/{%s}invite" % (NS_MUC_USER, NS_MUC_USER))
+        self.assertIsNotNone(invite)
+        self.assertEqual(invite.get("from"), "dave%%localhost@%s" % GW)
+        self.assertEqual(child_text(msg, "body"),
+                         "dave invites you to #elsewhere")
+
+
+class IrcMucV3Test(MucCase):
+    """Against InspIRCd 3 + Atheme: echo-message, away-notify,
+    account-notify, extended-join."""
+
+    def setUp(self):
+        self.lab = Lab("irc-muc-v3")
+        self.prosody = self.lab.prosody({GW: "s3cret"})
+        self.start(self.lab.inspircd())
+
+    def test_echo_message_reflection(self):
+        dave = self.lab.irc_client(self.ircd, "dave")
+        dave.join("#echo")
+        self.join("#echo")
+        dave.wait_command("JOIN", lambda p: irc_nick(p[1]) == "alice")
+        self.assertRegex(self.bf.log_text(), r"registered as alice")
+        self.alice.send_raw(
+            "<message to='%s' type='groupchat' id='m-1'><body>echo me</body>"
+            "<origin-id xmlns='%s' id='o-1'/></message>" % (room("#echo"), NS_SID))
+        dave.wait_command("PRIVMSG", lambda p: p[3] == ["#echo", "echo me"])
+        echo = self.alice.wait_message(from_=room("#echo") + "/alice")
+        # The client's ids, and the server's msgid as the stanza-id.
+        self.assertEqual(echo.get("id"), "m-1")
+        self.assertEqual(echo.find("{%s}origin-id" % NS_SID).get("id"), "o-1")
+        sid = echo.find("{%s}stanza-id" % NS_SID)
+        self.assertIsNotNone(sid, "the reflection is not the server's echo")
+        self.assertTrue(sid.get("id"))
+        self.assertEqual(sid.get("by"), room("#echo"))
+        self.assertEqual(child_text(echo, "body"), "echo me")
+        # Exactly one reflection.
+        self.alice.pump(1.0)
+        self.assertFalse([el for el in self.alice.inbox
+                          if el.get("from") == room("#echo") + "/alice"
+                          and el.tag == q("message")])
+        # A body split into three lines: one reflection, as written.
+        self.alice.send_raw("<message to='%s' type='groupchat' id='m-2'>"
+                            "<body>a&#10;b&#10;c</body></message>" % room("#echo"))
+        for text in "abc":
+            dave.wait_command("PRIVMSG", lambda p, t=text: p[3] == ["#echo", t])
+        echo = self.alice.wait_message(from_=room("#echo") + "/alice")
+        self.assertEqual((echo.get("id"), child_text(echo, "body")),
+                         ("m-2", "a\nb\nc"))
+        self.alice.pump(1.0)
+        self.assertFalse([el for el in self.alice.inbox
+                          if el.get("from") == room("#echo") + "/alice"
+                          and el.tag == q("message")])
+        # A message the channel refuses (+m, no voice) bounces with its id
+        # instead of waiting for an echo forever.
+        dave.send("MODE #echo +m")
+        self.alice.wait_message(from_=room("#echo"), predicate=lambda el:
+                                "+m" in (child_text(el, "body") or ""))
+        self.alice.send_raw("<message to='%s' type='groupchat' id='m-3'>"
+                            "<body>muted</body></message>" % room("#echo"))
+        err = self.alice.wait_message(predicate=lambda el:
+                                      el.get("id") == "m-3")
+        self.assertEqual(err.get("type"), "error")
+        self.assertEqual(stanza_error(err)[1], "forbidden")
+
+    def test_away_and_accounts(self):
+        self.ircd.register_account("dave", "pw-dave-123")
+        self.ircd.register_account("erin", "pw-erin-123")
+        self.join("#acct")
+        # extended-join: dave logs in with SASL, his JOIN carries the account.
+        dave = self.lab.irc_client(self.ircd, "dave",
+                                   sasl=("dave", "pw-dave-123"))
+        dave.join("#acct")
+        pres = self.presence_of("#acct", "dave")
+        self.assertEqual(child_text(pres, "status"), "logged in as dave")
+        dave_id = pres.find("{%s}occupant-id" % NS_OCCUPANT_ID)
+        self.assertIsNotNone(dave_id)
+        self.assertRegex(dave_id.get("id"), r"^[0-9a-f]{32}$")
+        self.assertNotIn("dave", dave_id.get("id"))
+        # account-notify: erin joins without an account, then identifies.
+        erin = self.lab.irc_client(self.ircd, "erin")
+        erin.join("#acct")
+        pres = self.presence_of("#acct", "erin")
+        self.assertIsNone(pres.find("{%s}occupant-id" % NS_OCCUPANT_ID))
+        erin.privmsg("NickServ", "IDENTIFY pw-erin-123")
+        pres = self.presence_of("#acct", "erin")
+        self.assertEqual(child_text(pres, "status"), "logged in as erin")
+        erin_id = pres.find("{%s}occupant-id" % NS_OCCUPANT_ID).get("id")
+        self.assertNotEqual(erin_id, dave_id.get("id"))
+        # The id follows the account across a nick change.
+        erin.send("NICK erin2")
+        pres = self.presence_of("#acct", "erin2", lambda el:
+                                el.get("type") is None)
+        self.assertEqual(pres.find("{%s}occupant-id" % NS_OCCUPANT_ID).get("id"),
+                         erin_id)
+        # away-notify: away with its message, then back.
+        dave.send("AWAY :gone to lunch")
+        pres = self.presence_of("#acct", "dave")
+        self.assertEqual(child_text(pres, "show"), "away")
+        self.assertEqual(child_text(pres, "status"), "gone to lunch")
+        dave.send("AWAY")
+        pres = self.presence_of("#acct", "dave")
+        self.assertIsNone(pres.find(q("show")))
+        self.assertEqual(child_text(pres, "status"), "logged in as dave")
+        # Messages carry the occupant id too.
+        dave.privmsg("#acct", "hello")
+        msg = self.alice.wait_message(from_=room("#acct") + "/dave")
+        self.assertEqual(msg.find("{%s}occupant-id" % NS_OCCUPANT_ID).get("id"),
+                         dave_id.get("id"))
+
+
+if __name__ == "__main__":
+    main()
