@@ -282,9 +282,10 @@ void bf_irc_rooms_resend(bf_irc *irc) {
   }
 }
 
-/* IRC text (any encoding, IRC formatting) to an XMPP body. */
-static char *body_of(const char *text) {
-  char *utf8 = bf_irc_to_utf8(text, strlen(text), NULL);
+/* IRC text (any encoding: not UTF-8 is c's fallback charset; IRC
+ * formatting) to an XMPP body. */
+static char *body_of(const bf_irc_conn *c, const char *text) {
+  char *utf8 = bf_irc_to_utf8(text, strlen(text), c->encoding);
   char *styled = utf8 ? bf_irc_format_to_styling(utf8) : NULL;
   free(utf8);
   return styled;
@@ -298,14 +299,14 @@ static void channel_message(bf_irc_conn *c, bf_irc_channel *ch, const char *nick
   if (bf_irc_ctcp_parse(text, buf, sizeof buf, &ctcp, &args)) {
     if (strcasecmp(ctcp, "ACTION") != 0)
       return; /* other CTCPs to a channel are not shown */
-    char *inner = body_of(args);
+    char *inner = body_of(c, args);
     size_t n = inner ? strlen(inner) + 5 : 0;
     body = inner ? malloc(n) : NULL;
     if (body)
       snprintf(body, n, "/me %s", inner); /* XEP-0245 */
     free(inner);
   } else {
-    body = body_of(text);
+    body = body_of(c, text);
   }
   char *from = occupant_jid(ch, nick);
   bf_xml *m = body && from ? bf_xml_new("message", NULL) : NULL;
@@ -346,7 +347,7 @@ static void private_message(bf_irc_conn *c, const char *nick, const char *text,
     if (strcasecmp(ctcp, "ACTION") != 0)
       return;
   }
-  char *inner = body_of(ctcp && !strcasecmp(ctcp, "ACTION") ? args : text);
+  char *inner = body_of(c, ctcp && !strcasecmp(ctcp, "ACTION") ? args : text);
   char *body = inner;
   if (inner && ctcp && !strcasecmp(ctcp, "ACTION")) {
     size_t n = strlen(inner) + 5;
@@ -444,12 +445,12 @@ bool bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *m) {
     if (!(ch = channel_find(c, m->params[1])))
       return true;
     free(ch->topic);
-    ch->topic = body_of(m->params[2]);
+    ch->topic = body_of(c, m->params[2]);
   } else if (!strcasecmp(cmd, "TOPIC") && m->n_params >= 2) {
     if (!(ch = channel_find(c, m->params[0])))
       return true;
     free(ch->topic);
-    ch->topic = body_of(m->params[1]);
+    ch->topic = body_of(c, m->params[1]);
     send_subject(c, ch, NULL, nick);
   } else if ((!strcasecmp(cmd, "PRIVMSG") || !strcasecmp(cmd, "NOTICE")) &&
              m->n_params >= 2 && m->nick) {
