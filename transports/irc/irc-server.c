@@ -988,8 +988,13 @@ static void apply_settings(bf_irc_conn *c) {
   c->username = dup_setting(f, "username");
   c->tls_pin = dup_setting(f, "tls_pin");
   c->nickserv_password = dup_setting(f, "nickserv_password");
+  /* Checked again: the system's iconv may have lost it since. */
   char *encoding = dup_setting(f, "encoding");
-  if (encoding) {
+  if (encoding && !bf_irc_charset_known(encoding)) {
+    conn_log(c, BF_LOG_WARN, "encoding %s unknown to iconv: %s used",
+             encoding, c->encoding);
+    free(encoding);
+  } else if (encoding) {
     free(c->encoding);
     c->encoding = encoding;
   }

@@ -924,11 +924,11 @@ int bf_irc_tls_identity_new(char **cert_pem, char **key_pem, char *err,
   if (!key || !x || !cert_bio || !key_bio ||
       RAND_bytes(serial, sizeof serial) != 1)
     goto out;
-  /* A positive serial of 62 random bits (RFC 5280 §4.1.2.2). */
-  long number = 0;
+  /* A positive random serial (RFC 5280 §4.1.2.2), as long as a long. */
+  uint64_t bits = 0;
   for (size_t i = 0; i < sizeof serial; i++)
-    number = number << 8 | serial[i];
-  number &= 0x3fffffffffffffffL;
+    bits = bits << 8 | serial[i];
+  long number = (long)(bits & (uint64_t)LONG_MAX >> 1);
   X509_NAME *name = X509_get_subject_name(x);
   if (!X509_set_version(x, X509_VERSION_3) ||
       !ASN1_INTEGER_set(X509_get_serialNumber(x), number ? number : 1) ||
