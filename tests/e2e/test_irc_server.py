@@ -4,7 +4,9 @@ certificate babelfish makes, against InspIRCd's TLS port and Atheme
 (NickServ CERT ADD); EXTERNAL refused falling back to SASL PLAIN or to
 NickServ IDENTIFY; the encoding of text that is not UTF-8 and the flood
 control, each per server, against ngIRCd."""
+import os
 import re
+import sqlite3
 import time
 import xml.etree.ElementTree as ET
 
@@ -122,6 +124,17 @@ class IrcClientCertificateTest(SettingsTestCase):
         self.assertIn(fp, instructions)
         self.assertEqual(fields["sasl_external"][1], ["1"])
         self.assertEqual(fields["sasl_password"][1], [])
+        # The key is in the module's database, never in the form.
+        self.assertFalse([v for _, values in fields.values() for v in values
+                          if "PRIVATE KEY" in v])
+        db = sqlite3.connect(os.path.join(self.lab.root, "bf.db"))
+        rows = db.execute("SELECT var, value FROM irc_settings WHERE user = "
+                          "'alice@localhost' AND server = 'localhost' AND "
+                          "var LIKE 'identity_%' ORDER BY var").fetchall()
+        db.close()
+        self.assertEqual([r[0] for r in rows], ["identity_cert",
+                                                "identity_key"])
+        self.assertIn("BEGIN PRIVATE KEY", rows[1][1])
 
         t0 = time.monotonic()
         self.join("#ext", "alice")
