@@ -1045,6 +1045,23 @@ def _irc_probe(port, nick, timeout=2):
         return False
 
 
+def self_signed_certificate(folder):
+    """A key and a self-signed certificate for localhost / 127.0.0.1 in
+    folder: (cert path, key path, SHA-256 fingerprint "AB:CD:...")."""
+    cert = os.path.join(folder, "cert.pem")
+    key = os.path.join(folder, "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+         "-days", "2", "-subj", "/CN=localhost", "-addext",
+         "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", key, "-out", cert],
+        check=True, capture_output=True, timeout=60)
+    out = subprocess.run(
+        ["openssl", "x509", "-in", cert, "-noout", "-fingerprint",
+         "-sha256"], check=True, capture_output=True, text=True)
+    return cert, key, out.stdout.strip().split("=", 1)[1]
+
+
 def _give_to(path, user):
     """chown path to user (the caller is root); returns its pwd entry."""
     pw = pwd.getpwnam(user)
@@ -1142,18 +1159,7 @@ class NgIRCd(IrcServer):
             "MorePrivacy = no",
         ]
         if tls:
-            cert = os.path.join(self.dir, "cert.pem")
-            key = os.path.join(self.dir, "key.pem")
-            subprocess.run(
-                ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-                 "-days", "2", "-subj", "/CN=localhost", "-addext",
-                 "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                 "-keyout", key, "-out", cert],
-                check=True, capture_output=True, timeout=60)
-            out = subprocess.run(
-                ["openssl", "x509", "-in", cert, "-noout", "-fingerprint",
-                 "-sha256"], check=True, capture_output=True, text=True)
-            self.fingerprint = out.stdout.strip().split("=", 1)[1]
+            cert, key, self.fingerprint = self_signed_certificate(self.dir)
             if os.geteuid() == 0:
                 for path in (cert, key):
                     _give_to(path, "nobody")
@@ -1176,7 +1182,8 @@ class NgIRCd(IrcServer):
 class Atheme(Process):
     """Atheme 7.2 services linked to an InspIRCd (its "inspircd" protocol
     module speaks the 2.0 protocol, 1202, which InspIRCd 3 still accepts):
-    NickServ (REGISTER, IDENTIFY) and SaslServ (PLAIN). Runs in the
+    NickServ (REGISTER, IDENTIFY) and SaslServ (PLAIN; with a TLS
+    InspIRCd also NickServ CERT and SaslServ EXTERNAL). Runs in the
     foreground (-n, logging to its console; it then tells every user it is
     "running in debug mode"), its database in its own folder."""
 
@@ -1192,6 +1199,9 @@ class Atheme(Process):
                    "nickserv/main", "nickserv/register", "nickserv/identify",
                    "nickserv/info", "nickserv/drop", "saslserv/main",
                    "saslserv/plain"]
+        if ircd.tls_port:
+            # Client certificates: NickServ CERT ADD, SASL EXTERNAL.
+            modules += ["nickserv/cert", "saslserv/external"]
         text = "".join('loadmodule "modules/%s";\n' % m for m in modules)
         text += """
 serverinfo {
@@ -1296,17 +1306,27 @@ class InspIRCd(IrcServer):
 
     No ident or DNS lookups; the resolver is pointed at 127.0.0.1 anyway so
     nothing can leave the machine. No flood penalty (fakelag off) and no
-    per-IP limit, for benchmarks. Runs in the foreground (--nofork; as root
+    per-IP limit, for benchmarks.
+
+    tls: also a TLS port (tls_port; ssl_gnutls with a self-signed
+    certificate for localhost / 127.0.0.1, its SHA-256 fingerprint in
+    fingerprint) that asks clients for a certificate, whose SHA-256
+    fingerprint sslinfo hands to services (Atheme: NickServ CERT ADD,
+    SASL EXTERNAL).
+
+    Runs in the foreground (--nofork; as root
     with --runasroot), stopped by PID, Atheme first; InspIRCd's exit code
     after SIGTERM is 10. Atheme saves its database when it stops, so the
     accounts outlive restart()."""
 
     def __init__(self, lab, name="inspircd", server_name="irc.localhost",
                  services=True, accounts=None, history=100,
-                 max_nick_length=30):
+                 max_nick_length=30, tls=False):
         self.lab = lab
         self.dir = lab.mkdir(name)
         self.port = free_port()
+        self.tls_port = free_port() if tls else None
+        self.fingerprint = None
         self.link_port = free_port()
         self.server_name = server_name
         self.services = services
@@ -1364,6 +1384,15 @@ class InspIRCd(IrcServer):
             'recvpass="%s">' % (self.services_name, self.link_port,
                                 self.link_password, self.link_password),
         ] + ['<module name="%s">' % m for m in modules]
+        if tls:
+            cert, key, self.fingerprint = self_signed_certificate(self.dir)
+            lines += [
+                '<module name="ssl_gnutls">', '<module name="sslinfo">',
+                '<sslprofile name="e2e" provider="gnutls" certfile="%s" '
+                'keyfile="%s" hash="sha256" requestclientcert="yes">'
+                % (cert, key),
+                '<bind address="127.0.0.1" port="%d" type="clients" '
+                'sslprofile="e2e">' % self.tls_port]
         with open(self.cfg, "w") as f:
             f.write("\n".join(lines) + "\n")
         argv = [INSPIRCD, "--config=%s" % self.cfg, "--nofork"]

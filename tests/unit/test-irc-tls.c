@@ -722,6 +722,72 @@ static void test_pending_cap(void **state) {
   client_free(&c);
 }
 
+/* Accepts any client certificate (the server only wants its
+ * fingerprint, as IRC servers do for CertFP). */
+static int accept_any(int ok, X509_STORE_CTX *store) {
+  (void)ok, (void)store;
+  return 1;
+}
+
+/* SASL EXTERNAL's certificate: made once, its fingerprint as services
+ * write it, presented when the server asks for one; a damaged one or a
+ * key of another certificate refused. */
+static void test_client_identity(void **state) {
+  char *cert = NULL, *key = NULL, *cert2 = NULL, *key2 = NULL;
+  char err[512] = "";
+  assert_int_equal(bf_irc_tls_identity_new(&cert, &key, err, sizeof err), 0);
+  assert_int_equal(bf_irc_tls_identity_new(&cert2, &key2, err, sizeof err), 0);
+  assert_non_null(strstr(cert, "-----BEGIN CERTIFICATE-----"));
+  assert_non_null(strstr(key, "-----BEGIN PRIVATE KEY-----"));
+  assert_string_not_equal(cert, cert2);
+  char fp[BF_IRC_TLS_CERTFP_SIZE], fp2[BF_IRC_TLS_CERTFP_SIZE];
+  assert_int_equal(bf_irc_tls_identity_certfp(cert, fp, sizeof fp, NULL, 0), 0);
+  assert_int_equal(bf_irc_tls_identity_certfp(cert2, fp2, sizeof fp2, NULL, 0),
+                   0);
+  assert_int_equal(strlen(fp), 64);
+  assert_int_equal(strspn(fp, "0123456789abcdef"), 64);
+  assert_string_not_equal(fp, fp2);
+  assert_int_equal(bf_irc_tls_identity_certfp(cert, fp2, 64, NULL, 0),
+                   BF_E2BIG);
+  assert_int_equal(bf_irc_tls_identity_certfp("not PEM", fp2, sizeof fp2, err,
+                                              sizeof err),
+                   BF_EINVAL);
+  assert_non_null(strstr(err, "damaged"));
+
+  /* The server asks for a certificate and gets this one. */
+  client c;
+  server s;
+  assert_int_equal(client_new(&c, "irc.test", true, NULL), 0);
+  server_new(&s, good_cert, 0);
+  O(SSL_set_verify)(s.ssl, SSL_VERIFY_PEER, accept_any);
+  assert_int_equal(bf_irc_tls_set_identity(c.tls, cert2, key, err, sizeof err),
+                   BF_EINVAL); /* another certificate's key */
+  assert_int_equal(bf_irc_tls_set_identity(c.tls, cert, key, err, sizeof err),
+                   0);
+  assert_int_equal(bf_irc_tls_start(c.tls, c.err, sizeof c.err), 0);
+  assert_int_equal(pump(&c, &s, 0), 0);
+  assert_true(bf_irc_tls_ready(c.tls));
+  assert_int_equal(bf_irc_tls_write(c.tls, "CAP LS\r\n", 8, NULL, 0), 0);
+  assert_int_equal(pump(&c, &s, 0), 0); /* TLS 1.3 sends it after Finished */
+  X509 *peer = O(SSL_get0_peer_certificate)(s.ssl);
+  assert_non_null(peer);
+  unsigned char md[32];
+  unsigned int n = 0;
+  assert_int_equal(O(X509_digest)(peer, O(EVP_sha256)(), md, &n), 1);
+  char hex[BF_IRC_TLS_CERTFP_SIZE];
+  for (unsigned i = 0; i < 32; i++)
+    snprintf(hex + 2 * i, 3, "%02x", md[i]);
+  assert_string_equal(hex, fp);
+  assert_int_equal(bf_irc_tls_set_identity(c.tls, cert, key, err, sizeof err),
+                   BF_EINVAL); /* too late */
+  client_free(&c);
+  server_free(&s);
+  free(cert);
+  free(key);
+  free(cert2);
+  free(key2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_handshake_and_lines, teardown),
@@ -740,6 +806,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_server_closes, teardown),
       cmocka_unit_test_teardown(test_callback_stops, teardown),
       cmocka_unit_test_teardown(test_pending_cap, teardown),
+      cmocka_unit_test_teardown(test_client_identity, teardown),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

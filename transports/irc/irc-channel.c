@@ -380,9 +380,12 @@ void bf_irc_rooms_resend(bf_irc *irc) {
 }
 
 /* IRC text (any encoding, IRC formatting) to an XMPP body; text that is
- * not UTF-8 is read as encoding (the channel's; NULL: the default). */
-static char *body_of(const char *text, const char *encoding) {
-  char *utf8 = bf_irc_to_utf8(text, strlen(text), encoding);
+ * not UTF-8 is read as encoding (the channel's), else as c's fallback
+ * charset (the server's setting; NULL: the default). */
+static char *body_of(const bf_irc_conn *c, const char *text,
+                     const char *encoding) {
+  char *utf8 = bf_irc_to_utf8(text, strlen(text),
+                              encoding ? encoding : c->encoding);
   char *styled = utf8 ? bf_irc_format_to_styling(utf8) : NULL;
   free(utf8);
   return styled;
@@ -403,14 +406,14 @@ static void channel_message(bf_irc_conn *c, bf_irc_channel *ch, const char *nick
   } else if (bf_irc_ctcp_parse(text, buf, sizeof buf, &ctcp, &args)) {
     if (strcasecmp(ctcp, "ACTION") != 0)
       return; /* other CTCPs to a channel are not shown */
-    char *inner = body_of(args, ch->encoding);
+    char *inner = body_of(c, args, ch->encoding);
     size_t n = inner ? strlen(inner) + 5 : 0;
     body = inner ? malloc(n) : NULL;
     if (body)
       snprintf(body, n, "/me %s", inner); /* XEP-0245 */
     free(inner);
   } else {
-    body = body_of(text, ch->encoding);
+    body = body_of(c, text, ch->encoding);
   }
   char *from = occupant_jid(ch, nick);
   const char *msgid = msg ? bf_irc_tag_value(msg, "msgid") : NULL;
@@ -559,7 +562,7 @@ static void private_message(bf_irc_conn *c, const char *nick, const char *text,
     if (strcasecmp(ctcp, "ACTION") != 0)
       return;
   }
-  char *inner = body_of(ctcp && !strcasecmp(ctcp, "ACTION") ? args : text,
+  char *inner = body_of(c, ctcp && !strcasecmp(ctcp, "ACTION") ? args : text,
                         NULL);
   char *body = inner;
   if (inner && ctcp && !strcasecmp(ctcp, "ACTION")) {
@@ -674,12 +677,12 @@ bool bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *m) {
     if (!(ch = bf_irc_channel_find(c, m->params[1])))
       return true;
     free(ch->topic);
-    ch->topic = body_of(m->params[2], ch->encoding);
+    ch->topic = body_of(c, m->params[2], ch->encoding);
   } else if (!strcasecmp(cmd, "TOPIC") && m->n_params >= 2) {
     if (!(ch = bf_irc_channel_find(c, m->params[0])))
       return true;
     free(ch->topic);
-    ch->topic = body_of(m->params[1], ch->encoding);
+    ch->topic = body_of(c, m->params[1], ch->encoding);
     send_subject(c, ch, NULL, nick);
   } else if ((!strcasecmp(cmd, "PRIVMSG") || !strcasecmp(cmd, "NOTICE")) &&
              m->n_params >= 2 && m->nick) {

@@ -1,7 +1,9 @@
 /* One IRC connection per (XMPP user, IRC server), shared by all the
  * user's resources: resolve (libuv getaddrinfo), try each address on each
- * configured port, register (NICK/USER), answer PING, keep the connection
- * alive, write lines through the one builder that refuses CR/LF/NUL. */
+ * configured port, register (NICK/USER; SASL EXTERNAL with the user's
+ * client certificate or PLAIN; NickServ IDENTIFY), answer PING, keep the
+ * connection alive, write lines through the one builder that refuses
+ * CR/LF/NUL. */
 #include "irc.h"
 
 #include <stdio.h>
@@ -52,6 +54,13 @@ size_t bf_irc_conns_of(const bf_irc *irc, const char *user) {
 
 static void pending_free(bf_irc_conn *c);
 
+/* Wipes and frees a secret (a password, a private key). */
+static void forget(char *secret) {
+  if (secret)
+    explicit_bzero(secret, strlen(secret));
+  free(secret);
+}
+
 static void conn_free(bf_irc_conn *c) {
   while (c->channels) {
     bf_irc_channel *ch = c->channels;
@@ -64,12 +73,16 @@ static void conn_free(bf_irc_conn *c) {
   free(c->server);
   free(c->nick);
   free(c->wanted_nick);
-  free(c->pass);
   free(c->sasl_user);
-  free(c->sasl_password);
   free(c->realname);
   free(c->username);
   free(c->tls_pin);
+  free(c->encoding);
+  free(c->identity_cert);
+  forget(c->nickserv_password);
+  forget(c->identity_key);
+  forget(c->sasl_password);
+  forget(c->pass);
   bf_irc_tls_free(c->tls_session);
   pending_free(c);
   free(c);
@@ -289,7 +302,7 @@ static void pending_free(bf_irc_conn *c) {
 /* Refills the bucket for the time since the last refill (no timer:
  * called when a line is sent and at each module tick). */
 static void refill(bf_irc_conn *c, uint64_t now) {
-  unsigned rate = c->irc->throttle;
+  unsigned rate = c->throttle;
   double burst = rate * 2.0 < 4 ? 4 : rate * 2.0;
   if (now > c->tokens_at_ms)
     c->tokens += (double)(now - c->tokens_at_ms) * rate / 1000.0;
@@ -323,7 +336,7 @@ int bf_irc_send_user(bf_irc_conn *c, const char *command,
   int len = bf_irc_build(line, sizeof line, command, params, n, trailing);
   if (len < 0)
     return len;
-  if (!c->irc->throttle)
+  if (!c->throttle)
     return write_line(c, line, (size_t)len);
   refill(c, uv_now(c->irc->host->loop));
   if (!c->pending && c->tokens >= 1.0 && c->state == BF_IRC_ONLINE) {
@@ -363,6 +376,8 @@ static void send_registration(bf_irc_conn *c) {
                      : irc->realname ? irc->realname : c->nick;
   const char *user[] = {user_name, "0", "*", real};
   c->caps = c->caps_wanted = 0;
+  c->sasl_mechanism = BF_IRC_SASL_NONE;
+  c->logged_in = false;
   if (c->pass)
     (void)bf_irc_send(c, "PASS", pass, 1, true);
   c->cap_negotiating = bf_irc_send(c, "CAP", cap, 2, false) == 0;
@@ -436,6 +451,33 @@ static unsigned cap_bits(const char *list) {
   return bits;
 }
 
+/* SASL is worth asking for: the user's certificate is in this TLS
+ * session, or there is an account and password. */
+static bool sasl_possible(const bf_irc_conn *c) {
+  return c->external_ready || (c->sasl_user && c->sasl_password);
+}
+
+/* Tries the next SASL mechanism (IRCv3 sasl-3.1): EXTERNAL first when
+ * the certificate was presented, then PLAIN with an account and
+ * password; CAP END (registration goes on) when none is left. */
+static void sasl_next(bf_irc_conn *c) {
+  const char *mechanism = NULL;
+  if (c->sasl_mechanism == BF_IRC_SASL_NONE && c->external_ready) {
+    c->sasl_mechanism = BF_IRC_SASL_EXTERNAL;
+    mechanism = "EXTERNAL";
+  } else if (c->sasl_mechanism != BF_IRC_SASL_PLAIN && c->sasl_user &&
+             c->sasl_password) {
+    c->sasl_mechanism = BF_IRC_SASL_PLAIN;
+    mechanism = "PLAIN";
+  }
+  if (!mechanism) {
+    cap_end(c);
+    return;
+  }
+  const char *params[] = {mechanism};
+  (void)bf_irc_send(c, "AUTHENTICATE", params, 1, false);
+}
+
 /* CAP LS / ACK / NAK (IRCv3 capability negotiation 3.2). The wanted
  * capabilities of every LS line are gathered and requested at once with
  * the last one ("CAP * LS * :..." says more follow); SASL only with an
@@ -448,7 +490,7 @@ static void on_cap(bf_irc_conn *c, const bf_irc_msg *m) {
   if (!strcasecmp(sub, "LS")) {
     bool more = m->n_params >= 4 && !strcmp(m->params[2], "*");
     c->caps_wanted |= cap_bits(list);
-    if (!(c->sasl_user && c->sasl_password))
+    if (!sasl_possible(c))
       c->caps_wanted &= ~(unsigned)BF_IRC_CAP_SASL;
     if (more)
       return;
@@ -470,12 +512,10 @@ static void on_cap(bf_irc_conn *c, const bf_irc_msg *m) {
   }
   if (!strcasecmp(sub, "ACK")) {
     c->caps |= cap_bits(list);
-    if (c->caps & BF_IRC_CAP_SASL) {
-      const char *mech[] = {"PLAIN"};
-      (void)bf_irc_send(c, "AUTHENTICATE", mech, 1, false);
-    } else {
+    if (c->caps & BF_IRC_CAP_SASL)
+      sasl_next(c);
+    else
       cap_end(c);
-    }
     return;
   }
   if (!strcasecmp(sub, "NAK"))
@@ -512,6 +552,56 @@ static void on_authenticate(bf_irc_conn *c) {
     }
   }
   OPENSSL_cleanse(b64, sizeof b64);
+}
+
+/* SASL refused (904 failed, 905 too long, 902 nick locked, 906
+ * aborted): the user is told why and what to do; EXTERNAL refused goes
+ * on with PLAIN when there is a password, and registration goes on
+ * without an account otherwise (NickServ IDENTIFY may still log in). */
+static void on_sasl_failed(bf_irc_conn *c, const bf_irc_msg *m) {
+  const char *why = m->n_params > 1 ? m->params[m->n_params - 1] : "refused";
+  bool retry = bf_irc_is_numeric(m, 904) || bf_irc_is_numeric(m, 905);
+  char text[700];
+  conn_log(c, BF_LOG_WARN, "SASL %s login failed (%s)",
+           c->sasl_mechanism == BF_IRC_SASL_EXTERNAL ? "EXTERNAL" : "PLAIN",
+           m->command);
+  if (c->sasl_mechanism == BF_IRC_SASL_EXTERNAL) {
+    char fp[BF_IRC_TLS_CERTFP_SIZE];
+    if (bf_irc_tls_identity_certfp(c->identity_cert, fp, sizeof fp, NULL, 0))
+      snprintf(fp, sizeof fp, "?");
+    bool plain_next = retry && c->sasl_user && c->sasl_password;
+    snprintf(text, sizeof text, "Login with your client certificate (SASL "
+             "EXTERNAL) failed: %s. Register its fingerprint with the "
+             "services (e.g. /msg NickServ CERT ADD %s) while logged in, or "
+             "turn it off with the configure command on %s. %s", why, fp,
+             c->server, plain_next ? "Trying the SASL password instead."
+                                   : "Going on without logging in.");
+    tell_user(c, text);
+    if (retry) {
+      sasl_next(c);
+      return;
+    }
+  } else {
+    snprintf(text, sizeof text, "SASL login as %s failed: %s. Check the "
+             "account and password with the configure command on %s.",
+             c->sasl_user ? c->sasl_user : "?", why, c->server);
+    tell_user(c, text);
+  }
+  cap_end(c);
+}
+
+/* NickServ IDENTIFY after registration (the password never logged). */
+static void nickserv_identify(bf_irc_conn *c) {
+  char text[300];
+  int n = snprintf(text, sizeof text, "IDENTIFY %s", c->nickserv_password);
+  const char *params[] = {"NickServ", text};
+  if (n > 0 && (size_t)n < sizeof text &&
+      bf_irc_send(c, "PRIVMSG", params, 2, true) == 0)
+    conn_log(c, BF_LOG_INFO, "IDENTIFY sent to NickServ");
+  else
+    conn_log(c, BF_LOG_WARN, "cannot send IDENTIFY to NickServ (the "
+             "password is too long or holds a line break)");
+  explicit_bzero(text, sizeof text);
 }
 
 /* 433 (nick in use) while registering: try NICK_, then NICK__, … */
@@ -557,7 +647,7 @@ static void show_reply(bf_irc_conn *c, const bf_irc_msg *m) {
   if (at >= sizeof text)
     at = sizeof text - 1;
   text[at] = '\0';
-  char *utf8 = bf_irc_to_utf8(text, at, NULL);
+  char *utf8 = bf_irc_to_utf8(text, at, c->encoding);
   char *plain = utf8 ? bf_irc_strip_format(utf8) : NULL;
   if (plain && *plain)
     tell_user(c, plain);
@@ -588,26 +678,32 @@ static int on_line(void *data, const char *line, size_t len) {
     return 0;
   }
   if (!strcasecmp(m->command, "AUTHENTICATE")) {
-    if ((c->caps & BF_IRC_CAP_SASL) && c->sasl_user && c->sasl_password)
+    if (!(c->caps & BF_IRC_CAP_SASL))
+      return 0;
+    if (c->sasl_mechanism == BF_IRC_SASL_EXTERNAL) {
+      /* RFC 4422 App. A: an empty response, the identity is the
+       * certificate's. */
+      const char *empty[] = {"+"};
+      (void)bf_irc_send(c, "AUTHENTICATE", empty, 1, false);
+    } else if (c->sasl_mechanism == BF_IRC_SASL_PLAIN) {
       on_authenticate(c);
+    }
     return 0;
   }
-  if (bf_irc_is_numeric(m, 903)) {
-    conn_log(c, BF_LOG_INFO, "SASL login as %s", c->sasl_user);
+  if (bf_irc_is_numeric(m, 903) || bf_irc_is_numeric(m, 907)) {
+    /* 907: already logged in (a second CAP REQ sasl, say). */
+    if (c->sasl_mechanism == BF_IRC_SASL_EXTERNAL)
+      conn_log(c, BF_LOG_INFO, "SASL login with the client certificate");
+    else
+      conn_log(c, BF_LOG_INFO, "SASL login as %s", c->sasl_user);
+    c->logged_in = true;
     cap_end(c);
     return 0;
   }
-  if (bf_irc_is_numeric(m, 902) || bf_irc_is_numeric(m, 904) ||
-      bf_irc_is_numeric(m, 905) || bf_irc_is_numeric(m, 906) ||
-      bf_irc_is_numeric(m, 908)) {
-    char text[512];
-    snprintf(text, sizeof text, "SASL login as %s failed: %s. Check the "
-             "account and password with the configure command on %s.",
-             c->sasl_user ? c->sasl_user : "?",
-             m->n_params ? m->params[m->n_params - 1] : "refused", c->server);
-    conn_log(c, BF_LOG_WARN, "SASL login failed (%s)", m->command);
-    tell_user(c, text);
-    cap_end(c);
+  if (bf_irc_is_numeric(m, 904) || bf_irc_is_numeric(m, 905) ||
+      bf_irc_is_numeric(m, 902) || bf_irc_is_numeric(m, 906)) {
+    /* 908 (the mechanisms offered) is not here: 904 follows it. */
+    on_sasl_failed(c, m);
     return 0;
   }
   if (!strcasecmp(m->command, "ERROR")) {
@@ -628,6 +724,8 @@ static int on_line(void *data, const char *line, size_t len) {
     }
     conn_log(c, BF_LOG_INFO, "registered as %s", c->nick);
     c->attempts = 0;
+    if (c->nickserv_password && !c->logged_in)
+      nickserv_identify(c); /* before the JOINs: +r channels */
     bf_irc_on_registered(c);
     return c->state == BF_IRC_CLOSING;
   }
@@ -742,6 +840,18 @@ static void on_connected(uv_connect_t *req, int status) {
     c->tls_session = NULL;
     int rc = bf_irc_tls_new(&c->tls_session, c->server, c->tls_verify,
                             c->tls_pin, &cb, err, sizeof err);
+    c->external_ready = false;
+    if (!rc && c->identity_cert) {
+      /* A damaged certificate: on without it (PLAIN may still work). */
+      c->external_ready = bf_irc_tls_set_identity(
+                              c->tls_session, c->identity_cert,
+                              c->identity_key, err, sizeof err) == 0;
+      if (!c->external_ready) {
+        conn_log(c, BF_LOG_WARN, "TLS: %s", err);
+        tell_user(c, "Your client certificate for this server is damaged: "
+                     "SASL EXTERNAL is not used.");
+      }
+    }
     if (!rc)
       rc = bf_irc_tls_start(c->tls_session, err, sizeof err);
     if (rc) {
@@ -749,6 +859,14 @@ static void on_connected(uv_connect_t *req, int status) {
       conn_close(c, "TLS is not available");
       return;
     }
+  } else if (c->identity_cert) {
+    c->external_ready = false;
+    char text[300];
+    snprintf(text, sizeof text, "Port %u of %s is not a TLS port: your "
+             "client certificate (SASL EXTERNAL) is not used. Give a TLS port "
+             "(e.g. +6697) with the configure command on %s.",
+             c->ports[c->port_at], c->server, c->server);
+    tell_user(c, text);
   }
   /* With TLS these lines are held until the certificate is accepted. */
   send_registration(c);
@@ -871,6 +989,32 @@ static void apply_settings(bf_irc_conn *c) {
   c->realname = dup_setting(f, "realname");
   c->username = dup_setting(f, "username");
   c->tls_pin = dup_setting(f, "tls_pin");
+  c->nickserv_password = dup_setting(f, "nickserv_password");
+  /* Checked again: the system's iconv may have lost it since. */
+  char *encoding = dup_setting(f, "encoding");
+  if (encoding && !bf_irc_charset_known(encoding)) {
+    conn_log(c, BF_LOG_WARN, "encoding %s unknown to iconv: %s used",
+             encoding, c->encoding);
+    free(encoding);
+  } else if (encoding) {
+    free(c->encoding);
+    c->encoding = encoding;
+  }
+  const char *throttle = bf_form_value(f, "throttle");
+  if (throttle && *throttle)
+    c->throttle = (unsigned)strtoul(throttle, NULL, 10);
+  const char *external = bf_form_value(f, "sasl_external");
+  char err[300];
+  if (external && !strcmp(external, "1") &&
+      bf_irc_settings_identity(c->irc, c->user, c->server, true,
+                               &c->identity_cert, &c->identity_key, err,
+                               sizeof err) != 0) {
+    conn_log(c, BF_LOG_WARN, "no client certificate: %s", err);
+    char text[400];
+    snprintf(text, sizeof text, "Cannot use a client certificate: %s. "
+             "SASL EXTERNAL is not used.", err);
+    tell_user(c, text);
+  }
   const char *verify = bf_form_value(f, "tls_verify");
   if (verify && !strcmp(verify, "0"))
     c->tls_verify = false;
@@ -898,6 +1042,11 @@ static bf_irc_conn *conn_new(bf_irc *irc, const char *user, const char *server,
   memcpy(c->tls, irc->tls, sizeof c->tls);
   c->n_ports = irc->n_ports;
   c->tls_verify = irc->tls_verify;
+  c->throttle = irc->throttle;
+  if (!(c->encoding = strdup(BF_IRC_ENCODING_DEFAULT))) {
+    conn_free(c);
+    return NULL;
+  }
   apply_settings(c);
   bf_irc_reader_init(&c->reader);
   c->last_read_ms = uv_now(irc->host->loop);

@@ -1,10 +1,13 @@
-/* Per user and IRC server settings (nick, server password, SASL, ports,
- * realname), kept in the module's own table and edited with the
- * "configure" ad-hoc command on the server's JID (irc.net@GW), as in
- * Biboumi. Passwords are private form fields: stored, never shown back,
- * never logged. */
+/* Per user and IRC server settings (nick, server password, SASL, client
+ * certificate, NickServ password, ports, encoding, throttle, realname),
+ * kept in the module's own table and edited with the "configure" ad-hoc
+ * command on the server's JID (irc.net@GW), as in Biboumi. Passwords are
+ * private form fields: stored, never shown back, never logged. The client
+ * certificate's private key is stored in the same table and never leaves
+ * it but for the TLS layer. */
 #include "irc.h"
 #include "irc-text.h"
+#include "irc-tls.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -54,6 +57,31 @@ static int valid_pin(const char *value, char *err, size_t err_size) {
   return BF_EINVAL;
 }
 
+static int valid_charset(const char *value, char *err, size_t err_size) {
+  if (bf_irc_charset_known(value))
+    return 0;
+  snprintf(err, err_size, "'%.40s' is not a charset this system can convert "
+           "(iconv): write e.g. ISO-8859-1, CP1252, KOI8-R, ISO-2022-JP",
+           value);
+  return BF_EINVAL;
+}
+
+static int valid_throttle(const char *value, char *err, size_t err_size) {
+  char *end;
+  unsigned long rate = strtoul(value, &end, 10);
+  if (end != value && !*end && isdigit((unsigned char)value[0]) &&
+      rate <= BF_IRC_THROTTLE_MAX)
+    return 0;
+  snprintf(err, err_size, "lines per second: a number from 0 (no limit) to "
+           "%d", BF_IRC_THROTTLE_MAX);
+  return BF_EINVAL;
+}
+
+/* The client certificate and its key: rows of irc_settings that are not
+ * form fields (configure never shows or overwrites them). */
+#define IDENTITY_CERT "identity_cert"
+#define IDENTITY_KEY "identity_key"
+
 const bf_field bf_irc_settings_fields[] = {
     {.var = "nick", .type = BF_FIELD_TEXT_SINGLE, .label = "Nickname",
      .desc = "Used when you connect; empty: your nick in the room you join",
@@ -66,6 +94,16 @@ const bf_field bf_irc_settings_fields[] = {
      .validate = valid_word},
     {.var = "sasl_password", .type = BF_FIELD_TEXT_PRIVATE,
      .label = "SASL password", .max_length = 256},
+    {.var = "sasl_external", .type = BF_FIELD_BOOLEAN,
+     .label = "Log in with a client certificate (SASL EXTERNAL)",
+     .desc = "On TLS ports. babelfish makes the certificate; register its "
+     "fingerprint (shown here once made) with the server's services, e.g. "
+     "/msg NickServ CERT ADD <fingerprint>",
+     .default_value = "0"},
+    {.var = "nickserv_password", .type = BF_FIELD_TEXT_PRIVATE,
+     .label = "NickServ password",
+     .desc = "Sent as IDENTIFY to NickServ once connected, unless SASL "
+     "logged you in", .max_length = 256},
     {.var = "ports", .type = BF_FIELD_TEXT_SINGLE, .label = "Ports",
      .desc = "e.g. +6697 6667 ('+' = TLS); empty: the gateway's",
      .max_length = 64, .validate = valid_ports},
@@ -81,6 +119,15 @@ const bf_field bf_irc_settings_fields[] = {
      .max_length = 64},
     {.var = "username", .type = BF_FIELD_TEXT_SINGLE, .label = "User name",
      .max_length = 16, .validate = valid_word},
+    {.var = "encoding", .type = BF_FIELD_TEXT_SINGLE,
+     .label = "Encoding of text that is not UTF-8",
+     .desc = "An iconv charset name, e.g. CP1252, KOI8-R",
+     .default_value = BF_IRC_ENCODING_DEFAULT, .max_length = 32,
+     .validate = valid_charset},
+    {.var = "throttle", .type = BF_FIELD_TEXT_SINGLE,
+     .label = "Flood control (lines per second)",
+     .desc = "0 = no limit; empty: the gateway's", .max_length = 4,
+     .validate = valid_throttle},
 };
 const size_t bf_irc_n_settings_fields =
     sizeof bf_irc_settings_fields / sizeof bf_irc_settings_fields[0];
@@ -127,8 +174,11 @@ int bf_irc_settings_save(bf_irc *irc, const char *user, const char *server,
   int rc = 0;
   if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
     return BF_EIO;
+  /* The client certificate is kept: it is registered with services. */
   if (sqlite3_prepare_v2(db, "DELETE FROM irc_settings WHERE gateway = ?1 AND "
-                             "user = ?2 AND server = ?3", -1, &del, NULL) ||
+                             "user = ?2 AND server = ?3 AND var NOT IN ('"
+                             IDENTITY_CERT "', '" IDENTITY_KEY "')",
+                         -1, &del, NULL) ||
       sqlite3_prepare_v2(db, "INSERT INTO irc_settings VALUES (?1, ?2, ?3, ?4, "
                              "?5)", -1, &ins, NULL)) {
     rc = BF_EIO;
@@ -192,6 +242,79 @@ int bf_irc_settings_delete_user(bf_irc *irc, const char *user) {
   return rc;
 }
 
+/* Wipes and frees a private key's PEM text. */
+static void forget_key(char *key) {
+  if (key)
+    explicit_bzero(key, strlen(key));
+  free(key);
+}
+
+int bf_irc_settings_identity(bf_irc *irc, const char *user, const char *server,
+                             bool create, char **cert, char **key, char *err,
+                             size_t err_size) {
+  bf_form *f = NULL;
+  sqlite3_stmt *ins = NULL;
+  sqlite3 *db = irc->host->db(irc->host);
+  *cert = *key = NULL;
+  int rc = bf_irc_settings_load(irc, user, server, &f);
+  if (rc) {
+    snprintf(err, err_size, "cannot read the IRC settings");
+    return rc;
+  }
+  const char *stored_cert = bf_form_value(f, IDENTITY_CERT);
+  const char *stored_key = bf_form_value(f, IDENTITY_KEY);
+  if (stored_cert && stored_key) {
+    *cert = strdup(stored_cert);
+    *key = strdup(stored_key);
+    rc = *cert && *key ? 0 : BF_ENOMEM;
+    goto out;
+  }
+  if (!create) {
+    rc = BF_ENOENT;
+    goto out;
+  }
+  if ((rc = bf_irc_tls_identity_new(cert, key, err, err_size)))
+    goto out;
+  /* Both rows or neither. */
+  rc = BF_EIO;
+  if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+    goto out;
+  if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO irc_settings VALUES "
+                             "(?1, ?2, ?3, ?4, ?5)", -1, &ins, NULL) == SQLITE_OK) {
+    const char *vars[] = {IDENTITY_CERT, IDENTITY_KEY};
+    const char *values[] = {*cert, *key};
+    rc = 0;
+    for (size_t i = 0; i < 2 && !rc; i++) {
+      sqlite3_reset(ins);
+      sqlite3_bind_text(ins, 1, irc->host->domain, -1, SQLITE_STATIC);
+      sqlite3_bind_text(ins, 2, user, -1, SQLITE_STATIC);
+      sqlite3_bind_text(ins, 3, server, -1, SQLITE_STATIC);
+      sqlite3_bind_text(ins, 4, vars[i], -1, SQLITE_STATIC);
+      sqlite3_bind_text(ins, 5, values[i], -1, SQLITE_STATIC);
+      if (sqlite3_step(ins) != SQLITE_DONE)
+        rc = BF_EIO;
+    }
+  }
+  if (rc || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+    rc = BF_EIO;
+    snprintf(err, err_size, "cannot store the client certificate: %s",
+             sqlite3_errmsg(db));
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+  }
+  if (!rc)
+    irc->host->log(irc->host, BF_LOG_INFO, "%s on %s: client certificate "
+                   "made", user, server);
+out:
+  sqlite3_finalize(ins);
+  bf_form_free(f);
+  if (rc) {
+    free(*cert);
+    forget_key(*key);
+    *cert = *key = NULL;
+  }
+  return rc;
+}
+
 /* ---- the "configure" command on irc.net@GW --------------------------------- */
 
 bool bf_irc_on_server_jid(void *state, const bf_jid *user, const bf_jid *to) {
@@ -199,6 +322,22 @@ bool bf_irc_on_server_jid(void *state, const bf_jid *user, const bf_jid *to) {
   (void)user;
   return bf_irc_address_parse(state, to->local, &a) == 0 && !a.name[0] &&
          !to->resource;
+}
+
+/* The fingerprint of the user's client certificate for server (made
+ * when create), into fp. 0, or an error with the cause in err. */
+static int certificate_fingerprint(bf_irc *irc, const char *user,
+                                   const char *server, bool create, char *fp,
+                                   size_t fp_size, char *err,
+                                   size_t err_size) {
+  char *cert, *key;
+  int rc = bf_irc_settings_identity(irc, user, server, create, &cert, &key,
+                                    err, err_size);
+  forget_key(key);
+  if (!rc)
+    rc = bf_irc_tls_identity_certfp(cert, fp, fp_size, err, err_size);
+  free(cert);
+  return rc;
 }
 
 int bf_irc_configure_run(void *state, const bf_command_call *call,
@@ -225,6 +364,18 @@ int bf_irc_configure_run(void *state, const bf_command_call *call,
     reply->n_fields = bf_irc_n_settings_fields;
     reply->title = "IRC server settings";
     reply->instructions = "Used the next time you connect to this server.";
+    /* With a client certificate, its fingerprint (kept in the session's
+     * data: the core reads the instructions after run returns). */
+    char fp[BF_IRC_TLS_CERTFP_SIZE], text[400];
+    if (!rc && !certificate_fingerprint(irc, user, a.server, false, fp,
+                                        sizeof fp, text, sizeof text)) {
+      snprintf(text, sizeof text, "Used the next time you connect to this "
+               "server. Your client certificate's SHA-256 fingerprint: %s "
+               "(register it with the services, e.g. /msg NickServ CERT ADD "
+               "%s).", fp, fp);
+      if (!(rc = bf_form_set(call->data, "instructions", text)))
+        reply->instructions = bf_form_value(call->data, "instructions");
+    }
     reply->values = call->data;
     reply->next_step = 1;
     goto out;
@@ -247,9 +398,26 @@ int bf_irc_configure_run(void *state, const bf_command_call *call,
   if (!rc)
     rc = bf_irc_settings_save(irc, user, a.server, merged);
   bf_form_free(merged);
-  if (!rc)
+  if (rc)
+    goto out;
+  const char *external = bf_form_value(call->form, "sasl_external");
+  char fp[BF_IRC_TLS_CERTFP_SIZE], err[400];
+  if (external && !strcmp(external, "1")) {
+    if (certificate_fingerprint(irc, user, a.server, true, fp, sizeof fp, err,
+                                sizeof err)) {
+      reply->note_type = BF_NOTE_ERROR;
+      snprintf(reply->note, sizeof reply->note, "Saved, but %s.", err);
+    } else {
+      snprintf(reply->note, sizeof reply->note,
+               "Saved. They apply the next time you connect to %s. Your "
+               "client certificate's SHA-256 fingerprint is %s: register it "
+               "with the services (e.g. /msg NickServ CERT ADD %s) while "
+               "logged in to your account.", a.server, fp, fp);
+    }
+  } else {
     snprintf(reply->note, sizeof reply->note,
              "Saved. They apply the next time you connect to %s.", a.server);
+  }
 out:
   bf_form_free(current);
   free(user);
@@ -265,14 +433,6 @@ const char bf_irc_channel_settings_schema[] =
     " user TEXT NOT NULL, server TEXT NOT NULL, channel TEXT NOT NULL,"
     " var TEXT NOT NULL, value TEXT NOT NULL,"
     " PRIMARY KEY (gateway, user, server, channel, var)) WITHOUT ROWID;";
-
-static int valid_charset(const char *value, char *err, size_t err_size) {
-  if (bf_irc_charset_known(value))
-    return 0;
-  snprintf(err, err_size, "'%s' is not a charset this gateway knows; write "
-           "an iconv name such as ISO-8859-15, CP1252 or KOI8-R", value);
-  return BF_EINVAL;
-}
 
 const bf_field bf_irc_channel_fields[] = {
     {.var = "persistent", .type = BF_FIELD_BOOLEAN,

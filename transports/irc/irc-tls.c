@@ -15,6 +15,8 @@
 #include <openssl/asn1.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -47,7 +49,15 @@
   X(X509_get0_notBefore) X(X509_get0_notAfter) X(ASN1_TIME_to_tm)              \
   X(X509_get_ext_d2i) X(GENERAL_NAMES_free) X(OPENSSL_sk_num)                  \
   X(OPENSSL_sk_value) X(ASN1_STRING_get0_data) X(ASN1_STRING_length)           \
-  X(X509_get_subject_name) X(X509_get_issuer_name) X(X509_NAME_oneline)
+  X(X509_get_subject_name) X(X509_get_issuer_name) X(X509_NAME_oneline)      \
+  X(EVP_PKEY_Q_keygen) X(EVP_PKEY_free) X(X509_new) X(X509_free)              \
+  X(X509_set_version) X(X509_get_serialNumber) X(ASN1_INTEGER_set)             \
+  X(X509_gmtime_adj) X(X509_getm_notBefore) X(X509_getm_notAfter)              \
+  X(X509_set_pubkey) X(X509_NAME_add_entry_by_txt) X(X509_set_issuer_name)     \
+  X(X509_sign) X(RAND_bytes) X(BIO_ctrl) X(BIO_new_mem_buf)                    \
+  X(PEM_write_bio_X509) X(PEM_write_bio_PrivateKey) X(PEM_read_bio_X509)       \
+  X(PEM_read_bio_PrivateKey) X(SSL_use_certificate) X(SSL_use_PrivateKey)      \
+  X(SSL_check_private_key)
 
 #define BF_TLS_MEMBER(name) __typeof__(name) *name;
 typedef struct openssl_api {
@@ -130,6 +140,30 @@ _Static_assert(sizeof(openssl_api) ==
 #define X509_get_subject_name ossl->X509_get_subject_name
 #define X509_get_issuer_name ossl->X509_get_issuer_name
 #define X509_NAME_oneline ossl->X509_NAME_oneline
+#define EVP_PKEY_Q_keygen ossl->EVP_PKEY_Q_keygen
+#define EVP_PKEY_free ossl->EVP_PKEY_free
+#define X509_new ossl->X509_new
+#define X509_free ossl->X509_free
+#define X509_set_version ossl->X509_set_version
+#define X509_get_serialNumber ossl->X509_get_serialNumber
+#define ASN1_INTEGER_set ossl->ASN1_INTEGER_set
+#define X509_gmtime_adj ossl->X509_gmtime_adj
+#define X509_getm_notBefore ossl->X509_getm_notBefore
+#define X509_getm_notAfter ossl->X509_getm_notAfter
+#define X509_set_pubkey ossl->X509_set_pubkey
+#define X509_NAME_add_entry_by_txt ossl->X509_NAME_add_entry_by_txt
+#define X509_set_issuer_name ossl->X509_set_issuer_name
+#define X509_sign ossl->X509_sign
+#define RAND_bytes ossl->RAND_bytes
+#define BIO_ctrl ossl->BIO_ctrl
+#define BIO_new_mem_buf ossl->BIO_new_mem_buf
+#define PEM_write_bio_X509 ossl->PEM_write_bio_X509
+#define PEM_write_bio_PrivateKey ossl->PEM_write_bio_PrivateKey
+#define PEM_read_bio_X509 ossl->PEM_read_bio_X509
+#define PEM_read_bio_PrivateKey ossl->PEM_read_bio_PrivateKey
+#define SSL_use_certificate ossl->SSL_use_certificate
+#define SSL_use_PrivateKey ossl->SSL_use_PrivateKey
+#define SSL_check_private_key ossl->SSL_check_private_key
 
 static int load_rc;        /* 0, or BF_EIO once loading failed */
 static char *load_error;   /* malloc'd: why it failed */
@@ -849,4 +883,160 @@ const char *bf_irc_tls_describe(const bf_irc_tls *t, char *out, size_t size) {
              cipher ? SSL_CIPHER_get_name(cipher) : "?");
   }
   return out;
+}
+
+/* ---- the client's own certificate ---------------------------------------- */
+
+/* A PEM private key is never encrypted here: a callback that refuses a
+ * passphrase keeps OpenSSL from prompting on the terminal for one. */
+static int no_passphrase(char *buf, int size, int rwflag, void *data) {
+  (void)buf, (void)size, (void)rwflag, (void)data;
+  return -1;
+}
+
+/* What a memory BIO holds, as a malloc'd C string (taken), or NULL. */
+static char *bio_text(BIO *bio) {
+  char *data = NULL;
+  long len = BIO_get_mem_data(bio, &data);
+  char *text = len > 0 ? malloc((size_t)len + 1) : NULL;
+  if (text) {
+    memcpy(text, data, (size_t)len);
+    text[len] = '\0';
+  }
+  return text;
+}
+
+int bf_irc_tls_identity_new(char **cert_pem, char **key_pem, char *err,
+                            size_t err_size) {
+  EVP_PKEY *key = NULL;
+  X509 *x = NULL;
+  BIO *cert_bio = NULL, *key_bio = NULL;
+  unsigned char serial[8];
+  *cert_pem = *key_pem = NULL;
+  int rc = load(err, err_size);
+  if (rc)
+    return rc;
+  rc = BF_EIO;
+  key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+  x = X509_new();
+  cert_bio = BIO_new(BIO_s_mem());
+  key_bio = BIO_new(BIO_s_mem());
+  if (!key || !x || !cert_bio || !key_bio ||
+      RAND_bytes(serial, sizeof serial) != 1)
+    goto out;
+  /* A positive random serial (RFC 5280 §4.1.2.2), as long as a long. */
+  uint64_t bits = 0;
+  for (size_t i = 0; i < sizeof serial; i++)
+    bits = bits << 8 | serial[i];
+  long number = (long)(bits & (uint64_t)LONG_MAX >> 1);
+  X509_NAME *name = X509_get_subject_name(x);
+  if (!X509_set_version(x, X509_VERSION_3) ||
+      !ASN1_INTEGER_set(X509_get_serialNumber(x), number ? number : 1) ||
+      !X509_gmtime_adj(X509_getm_notBefore(x), -86400L) ||
+      !X509_gmtime_adj(X509_getm_notAfter(x),
+                       86400L * BF_IRC_TLS_IDENTITY_DAYS) ||
+      !X509_set_pubkey(x, key) ||
+      !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                                  (const unsigned char *)"babelfish IRC client",
+                                  -1, -1, 0) ||
+      !X509_set_issuer_name(x, name) || !X509_sign(x, key, EVP_sha256()) ||
+      !PEM_write_bio_X509(cert_bio, x) ||
+      !PEM_write_bio_PrivateKey(key_bio, key, NULL, NULL, 0, NULL, NULL) ||
+      !(*cert_pem = bio_text(cert_bio)) || !(*key_pem = bio_text(key_bio)))
+    goto out;
+  rc = 0;
+out:
+  if (rc) {
+    int reason;
+    const char *why = openssl_error(&reason);
+    if (err && err_size)
+      snprintf(err, err_size, "cannot make a client certificate: %s", why);
+    free(*cert_pem);
+    if (*key_pem)
+      forget(*key_pem, strlen(*key_pem));
+    *cert_pem = *key_pem = NULL;
+  }
+  if (key_bio)
+    BIO_free(key_bio); /* OpenSSL wipes a memory BIO's buffer when freed */
+  if (cert_bio)
+    BIO_free(cert_bio);
+  if (x)
+    X509_free(x);
+  if (key)
+    EVP_PKEY_free(key);
+  return rc;
+}
+
+/* The certificate in cert_pem (borrowed), or NULL. */
+static X509 *read_certificate(const char *cert_pem) {
+  BIO *bio = BIO_new_mem_buf(cert_pem, -1);
+  X509 *x = bio ? PEM_read_bio_X509(bio, NULL, no_passphrase, NULL) : NULL;
+  if (bio)
+    BIO_free(bio);
+  ERR_clear_error();
+  return x;
+}
+
+int bf_irc_tls_identity_certfp(const char *cert_pem, char *out, size_t size,
+                               char *err, size_t err_size) {
+  static const char hex[] = "0123456789abcdef";
+  unsigned char digest[32];
+  unsigned int len = 0;
+  if (size < BF_IRC_TLS_CERTFP_SIZE)
+    return BF_E2BIG;
+  int rc = load(err, err_size);
+  if (rc)
+    return rc;
+  X509 *x = read_certificate(cert_pem);
+  if (!x || !X509_digest(x, EVP_sha256(), digest, &len) ||
+      len != sizeof digest) {
+    if (err && err_size)
+      snprintf(err, err_size, "the stored client certificate is damaged");
+    rc = BF_EINVAL;
+  } else {
+    for (size_t i = 0; i < sizeof digest; i++) {
+      out[2 * i] = hex[digest[i] >> 4];
+      out[2 * i + 1] = hex[digest[i] & 15];
+    }
+    out[2 * sizeof digest] = '\0';
+  }
+  if (x)
+    X509_free(x);
+  ERR_clear_error();
+  return rc;
+}
+
+int bf_irc_tls_set_identity(bf_irc_tls *t, const char *cert_pem,
+                            const char *key_pem, char *err, size_t err_size) {
+  int rc = 0;
+  X509 *x = NULL;
+  EVP_PKEY *key = NULL;
+  BIO *bio = NULL;
+  if (t->started) {
+    rc = BF_EINVAL;
+    if (err && err_size)
+      snprintf(err, err_size, "TLS: the handshake has started");
+    goto out;
+  }
+  x = read_certificate(cert_pem);
+  bio = BIO_new_mem_buf(key_pem, -1);
+  key = bio ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL) : NULL;
+  /* SSL_use_* take references of their own. */
+  if (!x || !key || SSL_use_certificate(t->ssl, x) != 1 ||
+      SSL_use_PrivateKey(t->ssl, key) != 1 ||
+      SSL_check_private_key(t->ssl) != 1) {
+    rc = BF_EINVAL;
+    if (err && err_size)
+      snprintf(err, err_size, "the stored client certificate or its key is "
+               "damaged");
+  }
+out:
+  ERR_clear_error();
+  if (bio)
+    BIO_free(bio);
+  if (key)
+    EVP_PKEY_free(key);
+  if (x)
+    X509_free(x);
+  return rc;
 }

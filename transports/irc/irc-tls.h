@@ -132,6 +132,39 @@ int bf_irc_tls_fingerprint(const bf_irc_tls *tls, char *out, size_t size);
 const char *bf_irc_tls_describe(const bf_irc_tls *tls, char *out,
                                 size_t size);
 
+/* ---- the client's own certificate (SASL EXTERNAL, RFC 4422 App. A) ----
+ * A user's identity on one IRC server: an EC P-256 key and a self-signed
+ * certificate for it, made once and stored by the caller as PEM text.
+ * Services recognise it by its fingerprint (Atheme: NickServ CERT ADD),
+ * not by its issuer or dates. */
+
+/* The certificate's life: services only look at the fingerprint, and a
+ * new certificate would have to be registered again. */
+#define BF_IRC_TLS_IDENTITY_DAYS 3650
+/* A fingerprint as IRC servers and services write it (InspIRCd's
+ * sslinfo, Atheme's CERT ADD): 64 lowercase hex digits, and the NUL. */
+#define BF_IRC_TLS_CERTFP_SIZE 65
+
+/* Makes a key pair and a self-signed certificate: *cert_pem and *key_pem
+ * (malloc'd, taken; wipe the key before freeing it) get them as PEM.
+ * Loads libssl. 0, BF_EIO (libssl missing, or OpenSSL failed: err says
+ * why). */
+int bf_irc_tls_identity_new(char **cert_pem, char **key_pem, char *err,
+                            size_t err_size);
+
+/* The SHA-256 fingerprint of cert_pem (borrowed) as 64 lowercase hex
+ * digits into out (size: at least BF_IRC_TLS_CERTFP_SIZE). 0, BF_E2BIG,
+ * BF_EINVAL (not a PEM certificate), BF_EIO (no libssl; err says why). */
+int bf_irc_tls_identity_certfp(const char *cert_pem, char *out, size_t size,
+                               char *err, size_t err_size);
+
+/* Presents cert_pem with its key key_pem (both borrowed: parsed here) to
+ * the server when it asks for a client certificate. Call it after
+ * bf_irc_tls_new, before bf_irc_tls_start. 0, or BF_EINVAL (damaged PEM,
+ * a key that is not the certificate's, or the handshake started). */
+int bf_irc_tls_set_identity(bf_irc_tls *tls, const char *cert_pem,
+                            const char *key_pem, char *err, size_t err_size);
+
 /* Frees the shared SSL_CTX (the module's close calls it). Connections
  * still open keep working (each holds a reference); the next
  * bf_irc_tls_new makes a new one, reading the CA store again. libssl

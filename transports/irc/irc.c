@@ -89,9 +89,9 @@ static int irc_check_config(const bf_host *host, char *err, size_t err_size,
   if (value) {
     char *end;
     unsigned long rate = strtoul(value, &end, 10);
-    if (end == value || *end || rate > 1000) {
+    if (end == value || *end || rate > BF_IRC_THROTTLE_MAX) {
       snprintf(err, err_size, "irc_throttle must be lines per second, 0 to "
-               "1000 (0 = no limit), not '%s'", value);
+               "%d (0 = no limit), not '%s'", BF_IRC_THROTTLE_MAX, value);
       *bad_key = "irc_throttle";
       return BF_EINVAL;
     }

@@ -47,6 +47,12 @@
 /* Default irc_throttle: lines per second to one server, in bursts of
  * twice that. */
 #define BF_IRC_THROTTLE_DEFAULT 10
+/* The highest irc_throttle (and per-server throttle setting): past it
+ * the bucket limits nothing a server would accept anyway. */
+#define BF_IRC_THROTTLE_MAX 1000
+/* Charset of text from a server that is not UTF-8, unless the user's
+ * settings for that server name another. */
+#define BF_IRC_ENCODING_DEFAULT "ISO-8859-1"
 /* Channel history: rows kept per channel, lines replayed on join when
  * the client does not say (<history maxstanzas/>), and lines buffered
  * before a batch write. */
@@ -183,6 +189,18 @@ struct bf_irc_conn {
   char *pass, *sasl_user, *sasl_password, *realname, *username;
   char *tls_pin;               /* SHA-256 fingerprint to accept, or NULL */
   bool tls_verify;             /* check the certificate chain and name */
+  char *nickserv_password;     /* IDENTIFY after 001 unless SASL logged in */
+  char *encoding;              /* fallback charset (bf_irc_to_utf8) */
+  unsigned throttle;           /* lines/s, 0 = none (irc_throttle or the
+                                  user's setting) */
+  /* SASL EXTERNAL: the user's certificate and key (PEM) for this server,
+   * presented on TLS ports; the key is wiped when freed. */
+  char *identity_cert, *identity_key;
+  enum { BF_IRC_SASL_NONE, BF_IRC_SASL_EXTERNAL, BF_IRC_SASL_PLAIN }
+      sasl_mechanism;          /* the one being tried */
+  bool external_ready;         /* the certificate went into this TLS
+                                  session: EXTERNAL can be tried */
+  bool logged_in;              /* SASL succeeded (903) */
   struct bf_irc_tls *tls_session; /* on a TLS port, once connected */
   /* Flood control: a token bucket refilled on demand (at each send and
    * each module tick), and the lines waiting for tokens. */
@@ -283,6 +301,15 @@ int bf_irc_settings_load(bf_irc *irc, const char *user, const char *server,
                          bf_form **out);
 int bf_irc_settings_save(bf_irc *irc, const char *user, const char *server,
                          const bf_form *values);
+/* The user's client certificate for server (SASL EXTERNAL): the stored
+ * one, else (create) a new one, made and stored. *cert, *key: PEM,
+ * malloc'd (taken; wipe the key before freeing it). 0, BF_ENOENT (none
+ * stored and !create), BF_EIO (no libssl, OpenSSL or SQLite failed: err
+ * says why), BF_ENOMEM. */
+int bf_irc_settings_identity(bf_irc *irc, const char *user, const char *server,
+                             bool create, char **cert, char **key, char *err,
+                             size_t err_size);
+
 /* Deletes every setting of the user, servers' and channels'. */
 int bf_irc_settings_delete_user(bf_irc *irc, const char *user);
 
