@@ -290,23 +290,25 @@ static char *body_of(const char *text) {
   return styled;
 }
 
-static void channel_message(bf_irc_conn *c, bf_irc_channel *ch, const char *nick,
-                            const char *text, const bf_irc_msg *msg) {
+char *bf_irc_channel_body(const char *text) {
   char buf[BF_IRC_LINE_MAX];
   const char *ctcp, *args;
-  char *body = NULL;
-  if (bf_irc_ctcp_parse(text, buf, sizeof buf, &ctcp, &args)) {
-    if (strcasecmp(ctcp, "ACTION") != 0)
-      return; /* other CTCPs to a channel are not shown */
-    char *inner = body_of(args);
-    size_t n = inner ? strlen(inner) + 5 : 0;
-    body = inner ? malloc(n) : NULL;
-    if (body)
-      snprintf(body, n, "/me %s", inner); /* XEP-0245 */
-    free(inner);
-  } else {
-    body = body_of(text);
-  }
+  if (!bf_irc_ctcp_parse(text, buf, sizeof buf, &ctcp, &args))
+    return body_of(text);
+  if (strcasecmp(ctcp, "ACTION") != 0)
+    return NULL; /* other CTCPs to a channel are not shown */
+  char *inner = body_of(args);
+  size_t n = inner ? strlen(inner) + 5 : 0;
+  char *body = inner ? malloc(n) : NULL;
+  if (body)
+    snprintf(body, n, "/me %s", inner); /* XEP-0245 */
+  free(inner);
+  return body;
+}
+
+static void channel_message(bf_irc_conn *c, bf_irc_channel *ch, const char *nick,
+                            const char *text, const bf_irc_msg *msg) {
+  char *body = bf_irc_channel_body(text);
   char *from = occupant_jid(ch, nick);
   bf_xml *m = body && from ? bf_xml_new("message", NULL) : NULL;
   if (m && !bf_xml_set_attr(m, "from", from) &&
@@ -315,8 +317,11 @@ static void channel_message(bf_irc_conn *c, bf_irc_channel *ch, const char *nick
     const char *msgid = bf_irc_tag_value(msg, "msgid");
     if (msgid)
       bf_xml_set_attr(m, "id", msgid);
+    uint64_t stamp = bf_irc_history_time_parse(bf_irc_tag_value(msg, "time"));
+    bf_irc_history_mark(m, ch->room, bf_irc_history_add(c->irc, c->server,
+                                                        ch->name, nick, body,
+                                                        stamp, false));
     send_to_members(c, ch, m, true);
-    bf_irc_history_add(c->irc, c->server, ch->name, nick, body);
   }
   bf_xml_free(m);
   free(from);
@@ -405,7 +410,16 @@ static void join_failed(bf_irc_conn *c, bf_irc_channel *ch,
   }
 }
 
+void bf_irc_room_entered(bf_irc_conn *c, bf_irc_channel *ch) {
+  for (size_t i = 0; i < ch->n_members; i++) {
+    send_roster(c, ch, ch->members[i].jid, ch->members[i].history);
+    ch->members[i].history = 0; /* a rejoin after a reconnection: none */
+  }
+}
+
 bool bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *m) {
+  if (bf_irc_history_on_line(c, m))
+    return true;
   const char *cmd = m->command;
   const char *nick = m->nick ? m->nick : "";
   bool me = m->nick && !strcasecmp(m->nick, c->nick);
@@ -436,10 +450,8 @@ bool bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *m) {
     ch->names_done = true;
     if (occupant_index(ch, c->nick) < 0)
       occupant_add(ch, c->nick);
-    for (size_t i = 0; i < ch->n_members; i++) {
-      send_roster(c, ch, ch->members[i].jid, ch->members[i].history);
-      ch->members[i].history = 0; /* a rejoin after a reconnection: none */
-    }
+    if (!bf_irc_history_wait(c, ch))
+      bf_irc_room_entered(c, ch);
   } else if (bf_irc_is_numeric(m, 332) && m->n_params >= 3) {
     if (!(ch = channel_find(c, m->params[1])))
       return true;
@@ -770,8 +782,10 @@ int bf_irc_message(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
         (!bf_xml_attr(stanza, "id") ||
          !bf_xml_set_attr(m, "id", bf_xml_attr(stanza, "id"))) &&
         bf_xml_add_text_child(m, "body", NULL, body)) {
+      bf_irc_history_mark(m, ch->room, bf_irc_history_add(irc, c->server,
+                                                          ch->name, c->nick,
+                                                          body, 0, false));
       send_to_members(c, ch, m, false);
-      bf_irc_history_add(irc, c->server, ch->name, c->nick, body);
     }
     bf_xml_free(m);
     free(nick_jid);

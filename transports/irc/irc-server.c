@@ -72,6 +72,7 @@ static void conn_free(bf_irc_conn *c) {
   free(c->tls_pin);
   bf_irc_tls_free(c->tls_session);
   pending_free(c);
+  bf_irc_history_conn_reset(c);
   free(c);
 }
 
@@ -363,6 +364,7 @@ static void send_registration(bf_irc_conn *c) {
                      : irc->realname ? irc->realname : c->nick;
   const char *user[] = {user_name, "0", "*", real};
   c->caps = c->caps_wanted = 0;
+  bf_irc_history_conn_reset(c); /* batch refs are per session */
   if (c->pass)
     (void)bf_irc_send(c, "PASS", pass, 1, true);
   c->cap_negotiating = bf_irc_send(c, "CAP", cap, 2, false) == 0;
