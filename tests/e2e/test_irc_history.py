@@ -278,5 +278,81 @@ class IrcMamTest(E2ETestCase):
         self.assertEqual(result_of(results[-1])[2], "bulk 93")
 
 
+class IrcReplayTest(E2ETestCase):
+    """InspIRCd 3's m_chanhistory replays a channel's last lines in a
+    "chathistory" BATCH to whoever joins: babelfish stores them (once,
+    however many users' connections get them) and shows them as the MUC
+    history of the join, never as live messages."""
+
+    def setUp(self):
+        self.lab = Lab("irc-replay")
+        self.prosody = self.lab.prosody({GW: "s3cret"})
+        self.ircd = self.lab.inspircd(services=False)
+        self.bf = self.lab.babelfish(babelfish_config(
+            self.lab, self.prosody,
+            {"irc": {"transport": "irc", "domain": GW, "secret": "s3cret",
+                     "irc_ports": self.ircd.port}}))
+        self.prosody.wait_auth(GW, daemon=self.bf)
+        self.alice = self.lab.client(self.prosody, "alice")
+
+    def tearDown(self):
+        rc, _ = self.bf.stop()
+        self.lab.close()
+        self.assertNotRegex(self.bf.log_text(), SANITIZER)
+        self.assertEqual(rc, 0)
+
+    def rows(self):
+        con = sqlite3.connect(os.path.join(self.lab.root, "bf.db"), timeout=5)
+        try:
+            return con.execute("SELECT id, nick, body FROM irc_history WHERE "
+                               "channel = '#hist' ORDER BY stamp, id").fetchall()
+        finally:
+            con.close()
+
+    def test_replay_becomes_join_history_once(self):
+        erin = self.lab.irc_client(self.ircd, "erin")
+        erin.join("#hist")
+        for i in range(3):
+            erin.privmsg("#hist", "old %d" % i)
+        erin.send("PING :sync")  # the lines are in before anyone joins
+        erin.wait_line(r" PONG ")
+        t0 = time.monotonic()
+        history, _ = join(self.alice, "#hist", "alice")
+        report("join through InspIRCd with a 3-line replay: %.1f ms",
+               (time.monotonic() - t0) * 1000)
+        self.assertEqual([child_text(m, "body") for m in history],
+                         ["old 0", "old 1", "old 2"])
+        for m in history:
+            self.assertEqual(m.get("from"), room("#hist") + "/erin")
+            self.assertIsNotNone(m.find("{urn:xmpp:delay}delay"))
+        ids = [stanza_id(m) for m in history]
+        self.assertTrue(all(ids))
+        # A live line after the join is live, with its id.
+        erin.privmsg("#hist", "new 1")
+        live = self.alice.wait_message(
+            from_=room("#hist") + "/erin",
+            predicate=lambda el: child_text(el, "body") == "new 1")
+        self.assertIsNone(live.find("{urn:xmpp:delay}delay"))
+        ids.append(stanza_id(live))
+        # Nothing of the replay came as a live message.
+        self.alice.pump(0.3)
+        self.assertFalse([el for el in self.alice.inbox
+                          if el.tag == q("message")
+                          and child_text(el, "body") in ("old 0", "old 1",
+                                                         "old 2")])
+        # carol's connection gets the same replay (old 0-2, new 1): stored
+        # once, and her join history has the same ids.
+        carol = self.lab.client(self.prosody, "carol")
+        history, _ = join(carol, "#hist", "carol")
+        self.assertEqual([child_text(m, "body") for m in history],
+                         ["old 0", "old 1", "old 2", "new 1"])
+        self.assertEqual([stanza_id(m) for m in history], ids)
+        self.assertEqual([("h%d" % r[0], r[2]) for r in self.rows()],
+                         list(zip(ids, ["old 0", "old 1", "old 2", "new 1"])))
+        # And MAM serves the same lines.
+        results, reply = mam_query(self.alice, room("#hist"))
+        self.assertEqual([result_of(m)[0] for m in results], ids)
+
+
 if __name__ == "__main__":
     main()
