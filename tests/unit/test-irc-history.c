@@ -283,8 +283,41 @@ static void test_unanswered_chathistory_delays_the_room_bounded(void **state) {
   assert_non_null(strstr(f->xmpp.in, ">a batch never opened<"));
 }
 
+/* Stamps (IRCv3 server-time, XEP-0082 in MAM forms) and ids, including
+ * what must be refused. */
+static void test_time_and_id_text(void **state) {
+  (void)state;
+  assert_int_equal(bf_irc_history_time_parse("1970-01-01T00:00:00Z"), 0);
+  assert_int_equal(bf_irc_history_time_parse("2024-05-01T12:00:00.250Z"),
+                   1714564800250ull);
+  assert_int_equal(bf_irc_history_time_parse("2024-05-01T12:00:00Z"),
+                   1714564800000ull);
+  assert_int_equal(bf_irc_history_time_parse("2024-05-01T14:00:00.5+02:00"),
+                   1714564800500ull);
+  assert_int_equal(bf_irc_history_time_parse("2024-05-01T11:30:00-00:30"),
+                   1714564800000ull);
+  static const char *const bad[] = {
+      NULL, "", "yesterday", "2024-05-01", "2024-05-01T12:00:00",
+      "2024-13-01T00:00:00Z", "2024-05-01T24:00:00Z", "2024-05-01T12:00:00.Z",
+      "2024-05-01T12:00:00Zjunk", "2024-05-01T12:00:00+0200", "1969-12-31T23:59:59Z",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    assert_int_equal(bf_irc_history_time_parse(bad[i]), 0);
+  char text[32];
+  bf_irc_history_time_text(text, sizeof text, 1714564800250ull);
+  assert_string_equal(text, "2024-05-01T12:00:00.250Z");
+  bf_irc_history_id_text(text, sizeof text, 42);
+  assert_string_equal(text, "h42");
+  assert_int_equal(bf_irc_history_id_parse("h42"), 42);
+  assert_int_equal(bf_irc_history_id_parse("h"), 0);
+  assert_int_equal(bf_irc_history_id_parse("42"), 0);
+  assert_int_equal(bf_irc_history_id_parse("h42x"), 0);
+  assert_int_equal(bf_irc_history_id_parse(NULL), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_time_and_id_text),
       cmocka_unit_test_setup_teardown(test_chathistory_latest_is_the_join_history,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(
