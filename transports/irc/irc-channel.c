@@ -663,7 +663,7 @@ static int join(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
     reply_error(irc, stanza, "internal-server-error", NULL);
     return 0;
   }
-  if (ch->names_done && !already) {
+  if (ch->names_done && !ch->history_wait_until && !already) {
     send_roster(c, ch, full, history); /* another resource joins the room */
   } else if (new_channel && c->state == BF_IRC_ONLINE) {
     const bf_xml *x = bf_xml_child(stanza, "x", BF_IRC_NS_MUC);
