@@ -233,12 +233,12 @@ class IrcMucV3Test(MucCase):
             "<origin-id xmlns='%s' id='o-1'/></message>" % (room("#echo"), NS_SID))
         dave.wait_command("PRIVMSG", lambda p: p[3] == ["#echo", "echo me"])
         echo = self.alice.wait_message(from_=room("#echo") + "/alice")
-        # The client's ids, and the server's msgid as the stanza-id.
+        # The client's ids, and the archive's id (MAM) as the stanza-id.
         self.assertEqual(echo.get("id"), "m-1")
         self.assertEqual(echo.find("{%s}origin-id" % NS_SID).get("id"), "o-1")
         sid = echo.find("{%s}stanza-id" % NS_SID)
-        self.assertIsNotNone(sid, "the reflection is not the server's echo")
-        self.assertTrue(sid.get("id"))
+        self.assertIsNotNone(sid, "the reflection has no stanza-id")
+        self.assertRegex(sid.get("id"), r"^h[0-9]+$")
         self.assertEqual(sid.get("by"), room("#echo"))
         self.assertEqual(child_text(echo, "body"), "echo me")
         # Exactly one reflection.

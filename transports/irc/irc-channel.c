@@ -391,30 +391,37 @@ static char *body_of(const bf_irc_conn *c, const char *text,
   return styled;
 }
 
-/* A channel line as a groupchat message from room/nick. echo: the
- * user's own message coming back (echo-message), reflected with the id
- * the user's client gave it (XEP-0045 §7.4) and the server's msgid as its
- * XEP-0359 stanza-id; NULL for anyone else's, whose msgid is the id. */
+/* The XMPP body of a channel line's IRC text (the channel's encoding,
+ * else the server's): "/me …" for a CTCP ACTION, NULL for another CTCP. */
+char *bf_irc_channel_body(const bf_irc_conn *c, const bf_irc_channel *ch,
+                          const char *text) {
+  char buf[BF_IRC_LINE_MAX];
+  const char *ctcp, *args;
+  const char *encoding = ch ? ch->encoding : NULL;
+  if (!bf_irc_ctcp_parse(text, buf, sizeof buf, &ctcp, &args))
+    return body_of(c, text, encoding);
+  if (strcasecmp(ctcp, "ACTION") != 0)
+    return NULL; /* other CTCPs to a channel are not shown */
+  char *inner = body_of(c, args, encoding);
+  size_t n = inner ? strlen(inner) + 5 : 0;
+  char *body = inner ? malloc(n) : NULL;
+  if (body)
+    snprintf(body, n, "/me %s", inner); /* XEP-0245 */
+  free(inner);
+  return body;
+}
+
+/* A channel line as a groupchat message from room/nick, stored as
+ * history and carrying its stable XEP-0359 stanza-id. echo: the user's
+ * own message coming back (echo-message), reflected with the id the
+ * user's client gave it (XEP-0045 §7.4); NULL for anyone else's, whose
+ * msgid is the message id. */
 static void channel_message(bf_irc_conn *c, bf_irc_channel *ch, const char *nick,
                             const char *text, const bf_irc_msg *msg,
                             const bf_irc_echo *echo) {
-  char buf[BF_IRC_LINE_MAX];
-  const char *ctcp, *args;
-  char *body = NULL;
-  if (echo && echo->body && echo->pieces > 1) {
-    body = strdup(echo->body); /* split into several lines: as written */
-  } else if (bf_irc_ctcp_parse(text, buf, sizeof buf, &ctcp, &args)) {
-    if (strcasecmp(ctcp, "ACTION") != 0)
-      return; /* other CTCPs to a channel are not shown */
-    char *inner = body_of(c, args, ch->encoding);
-    size_t n = inner ? strlen(inner) + 5 : 0;
-    body = inner ? malloc(n) : NULL;
-    if (body)
-      snprintf(body, n, "/me %s", inner); /* XEP-0245 */
-    free(inner);
-  } else {
-    body = body_of(c, text, ch->encoding);
-  }
+  char *body = echo && echo->body && echo->pieces > 1
+                   ? strdup(echo->body) /* split into several lines: as written */
+                   : bf_irc_channel_body(c, ch, text);
   char *from = occupant_jid(ch, nick);
   const char *msgid = msg ? bf_irc_tag_value(msg, "msgid") : NULL;
   bf_xml *m = body && from ? bf_xml_new("message", NULL) : NULL;
@@ -427,17 +434,17 @@ static void channel_message(bf_irc_conn *c, bf_irc_channel *ch, const char *nick
       if (echo->origin_id)
         bf_xml_set_attr(bf_xml_add_child(m, "origin-id", BF_IRC_NS_SID), "id",
                         echo->origin_id);
-      bf_xml *sid = msgid ? bf_xml_add_child(m, "stanza-id", BF_IRC_NS_SID)
-                          : NULL;
-      if (sid && !bf_xml_set_attr(sid, "id", msgid))
-        bf_xml_set_attr(sid, "by", ch->room);
     } else if (msgid) {
       bf_xml_set_attr(m, "id", msgid);
     }
     bf_irc_occupant *o = bf_irc_occupant_find(c, ch, nick);
     add_occupant_id(m, o ? o->nick : NULL);
+    uint64_t stamp =
+        bf_irc_history_time_parse(msg ? bf_irc_tag_value(msg, "time") : NULL);
+    bf_irc_history_mark(m, ch->room, bf_irc_history_add(c->irc, c->server,
+                                                        ch->name, nick, body,
+                                                        stamp, false));
     bf_irc_send_to_members(c, ch, m, true);
-    bf_irc_history_add(c->irc, c->server, ch->name, nick, body);
   }
   bf_xml_free(m);
   free(from);
@@ -622,7 +629,19 @@ static void join_failed(bf_irc_conn *c, bf_irc_channel *ch,
   }
 }
 
+void bf_irc_room_entered(bf_irc_conn *c, bf_irc_channel *ch) {
+  for (size_t i = 0; i < ch->n_members; i++) {
+    send_roster(c, ch, ch->members[i].jid, ch->members[i].history);
+    ch->members[i].history = 0; /* a rejoin after a reconnection: none */
+  }
+  if (ch->n_members)
+    ch->away_since_ms = 0;
+  ch->created = false;
+}
+
 bool bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *m) {
+  if (bf_irc_history_on_line(c, m))
+    return true;
   const char *cmd = m->command;
   const char *nick = m->nick ? m->nick : "";
   bool me = m->nick && !strcasecmp(m->nick, c->nick);
@@ -666,13 +685,8 @@ bool bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *m) {
       o = occupant_add(c, ch, c->nick, 0);
     /* Alone with ops: the JOIN created the channel (XEP-0045 §10.1.1). */
     ch->created = o && ch->n_occupants == 1 && bf_irc_is_operator(c, o);
-    for (size_t i = 0; i < ch->n_members; i++) {
-      send_roster(c, ch, ch->members[i].jid, ch->members[i].history);
-      ch->members[i].history = 0; /* a rejoin after a reconnection: none */
-    }
-    if (ch->n_members)
-      ch->away_since_ms = 0;
-    ch->created = false;
+    if (!bf_irc_history_wait(c, ch))
+      bf_irc_room_entered(c, ch);
   } else if (bf_irc_is_numeric(m, 332) && m->n_params >= 3) {
     if (!(ch = bf_irc_channel_find(c, m->params[1])))
       return true;
@@ -932,7 +946,7 @@ static int join(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
     return 0;
   }
   bf_irc_away_update(c);
-  if (ch->names_done && !already) {
+  if (ch->names_done && !ch->history_wait_until && !already) {
     send_roster(c, ch, full, history); /* another resource joins the room */
     ch->away_since_ms = 0;
   } else if (new_channel && c->state == BF_IRC_ONLINE) {
@@ -1101,8 +1115,10 @@ int bf_irc_message(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
         (!bf_xml_attr(stanza, "id") ||
          !bf_xml_set_attr(m, "id", bf_xml_attr(stanza, "id"))) &&
         bf_xml_add_text_child(m, "body", NULL, body)) {
+      bf_irc_history_mark(m, ch->room, bf_irc_history_add(irc, c->server,
+                                                          ch->name, c->nick,
+                                                          body, 0, false));
       bf_irc_send_to_members(c, ch, m, false);
-      bf_irc_history_add(irc, c->server, ch->name, c->nick, body);
     }
     bf_xml_free(m);
     free(nick_jid);

@@ -85,6 +85,7 @@ static void conn_free(bf_irc_conn *c) {
   forget(c->pass);
   bf_irc_tls_free(c->tls_session);
   pending_free(c);
+  bf_irc_history_conn_reset(c);
   free(c);
 }
 
@@ -378,6 +379,7 @@ static void send_registration(bf_irc_conn *c) {
   c->caps = c->caps_wanted = 0;
   c->sasl_mechanism = BF_IRC_SASL_NONE;
   c->logged_in = false;
+  bf_irc_history_conn_reset(c); /* batch refs are per session */
   if (c->pass)
     (void)bf_irc_send(c, "PASS", pass, 1, true);
   c->cap_negotiating = bf_irc_send(c, "CAP", cap, 2, false) == 0;

@@ -448,15 +448,6 @@ const bf_field bf_irc_channel_fields[] = {
 const size_t bf_irc_n_channel_fields =
     sizeof bf_irc_channel_fields / sizeof bf_irc_channel_fields[0];
 
-/* IRC channel names are case-insensitive: stored lowercased (ASCII), as
- * the history does. */
-static void channel_key(char *out, size_t size, const char *name) {
-  size_t i = 0;
-  for (; name[i] && i + 1 < size; i++)
-    out[i] = (char)tolower((unsigned char)name[i]);
-  out[i] = '\0';
-}
-
 static void bind4(sqlite3_stmt *st, const char *gateway, const char *user,
                   const char *server, const char *channel) {
   sqlite3_bind_text(st, 1, gateway, -1, SQLITE_STATIC);
@@ -471,7 +462,7 @@ int bf_irc_channel_settings_load(bf_irc *irc, const char *user,
   sqlite3 *db = irc->host->db(irc->host);
   sqlite3_stmt *st = NULL;
   char channel[256];
-  channel_key(channel, sizeof channel, name);
+  bf_irc_channel_key(channel, sizeof channel, name);
   *out = bf_form_new("submit");
   if (!*out)
     return BF_ENOMEM;
@@ -509,7 +500,7 @@ static int channel_vars_save(bf_irc *irc, const char *user, const char *server,
   sqlite3 *db = irc->host->db(irc->host);
   sqlite3_stmt *del = NULL, *ins = NULL;
   char channel[256];
-  channel_key(channel, sizeof channel, name);
+  bf_irc_channel_key(channel, sizeof channel, name);
   int rc = 0;
   if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
     return BF_EIO;

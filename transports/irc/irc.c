@@ -125,6 +125,7 @@ static void irc_tick(void *data) {
   bf_irc_conns_tick(data);
   bf_irc_bouncer_tick(data);
   bf_irc_history_flush(data);
+  bf_irc_history_tick(data);
 }
 
 static int irc_init(const bf_host *host, void **state) {
@@ -268,7 +269,8 @@ static void room_info(bf_irc *irc, const bf_xml *iq, const bf_irc_address *a) {
   static const char *const features[] = {
       BF_IRC_NS_MUC, "muc_open", "muc_nonanonymous", "muc_persistent",
       "http://jabber.org/protocol/muc#self-ping-optimization",
-      BF_NS_DISCO_INFO,
+      BF_NS_DISCO_INFO, "urn:xmpp:mam:2", "urn:xmpp:mam:2#extended",
+      "urn:xmpp:sid:0",
   };
   for (size_t i = 0; i < sizeof features / sizeof *features; i++)
     bf_xml_set_attr(bf_xml_add_child(query, "feature", NULL), "var",
@@ -280,12 +282,15 @@ static int irc_iq(bf_irc *irc, const bf_xml *iq, const bf_jid *from,
                   const bf_jid *to, const bf_irc_address *a) {
   const bf_xml *payload = bf_xml_first_child(iq);
   const char *type = bf_xml_attr(iq, "type");
-  if (payload && a->channel && !to->resource &&
-      !strcmp(bf_xml_xmlns(payload), BF_IRC_NS_MUC_ADMIN))
-    return bf_irc_admin_iq(irc, iq, from, a);
+  const char *ns = payload ? bf_xml_xmlns(payload) : "";
+  if (payload && a->channel && !to->resource) {
+    if (!strcmp(ns, BF_IRC_NS_MUC_ADMIN))
+      return bf_irc_admin_iq(irc, iq, from, a);
+    if (!strcmp(ns, "urn:xmpp:mam:2"))
+      return bf_irc_mam_iq(irc, iq, from, a);
+  }
   if (!payload || strcmp(type, "get") != 0)
     return BF_ENOTSUP;
-  const char *ns = bf_xml_xmlns(payload);
   if (a->channel && !to->resource && !strcmp(ns, BF_NS_DISCO_INFO) &&
       !bf_xml_attr(payload, "node")) {
     room_info(irc, iq, a);

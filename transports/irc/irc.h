@@ -5,6 +5,8 @@
  *   irc-server.c   one IRC connection per (user, IRC server): resolve,
  *                  connect, register, read and write lines, keepalive
  *   irc-channel.c  channels as MUC rooms (XEP-0045) and private chats
+ *   irc-history.c  channel history: storage, replay on join, IRCv3
+ *                  batch and chathistory;  irc-mam.c  MAM on rooms
  *   irc-bouncer.c  persistent channels: kept while the user is away,
  *                  restored at start-up
  *   irc-muc-admin.c  MODE to roles and affiliations, MUC admin requests,
@@ -68,6 +70,16 @@
 #define BF_IRC_ECHO_PENDING_MAX 64
 /* MUC admin requests waiting for the server, per connection. */
 #define BF_IRC_ADMIN_PENDING_MAX 16
+/* A join waits this long at most for the server's history batch (IRCv3
+ * chathistory, or InspIRCd's replay) before the room is shown without it. */
+#define BF_IRC_HISTORY_WAIT_MS 3000u
+/* Lines asked for with CHATHISTORY LATEST when joining. */
+#define BF_IRC_CHATHISTORY_LINES 50
+/* IRCv3 batches open at once on one connection; a server opening more
+ * has the extra ones' lines handled as live lines. */
+#define BF_IRC_BATCHES_MAX 8
+/* MAM (XEP-0313): results per page at most, whatever <max/> asks. */
+#define BF_IRC_MAM_PAGE_MAX 100
 /* The module's one timer: connection timeouts are checked this often. */
 #define BF_IRC_TICK_MS 1000u
 /* Reconnection backoff cap. */
@@ -98,9 +110,17 @@ enum {
 /* A channel line waiting to be written (irc-history.c). */
 struct bf_irc_history_entry {
   char *server, *channel, *nick, *body;
-  uint64_t stamp_ms;           /* wall clock */
+  uint64_t id;                 /* the row id, given out before the write
+                                  (XEP-0359 stanza-id of the live line) */
+  uint64_t stamp_ms;           /* server-time, else the wall clock */
   uint64_t seen_ms;            /* loop clock: the same line on another
                                   user's connection is recognised */
+  uint32_t hash;               /* of server, channel, nick, body */
+};
+/* An IRCv3 batch open on a connection (BATCH +ref type …). */
+struct bf_irc_batch {
+  char *ref;
+  char *channel;               /* a "chathistory" batch's target, else NULL */
 };
 typedef struct bf_irc_conn bf_irc_conn;
 
@@ -176,6 +196,9 @@ typedef struct bf_irc_channel {
                                   then (the lines missed are replayed) */
   bf_irc_echo *echoes, *echoes_tail; /* oldest first */
   size_t n_echoes;
+  uint64_t history_wait_until; /* loop clock: the room is shown once the
+                                  server's history batch is in, or then;
+                                  0 = not waiting */
 } bf_irc_channel;
 
 struct bf_irc_conn {
@@ -246,6 +269,8 @@ struct bf_irc_conn {
                                   included); the struct is freed at 0 */
   bf_irc_reader reader;
   bf_irc_channel *channels;
+  struct bf_irc_batch *batches; /* open IRCv3 batches (irc-history.c) */
+  size_t n_batches;
 };
 
 struct bf_irc {
@@ -270,6 +295,13 @@ struct bf_irc {
   bf_irc_msg *msg;
   struct bf_irc_history_entry *history; /* lines not written yet */
   size_t n_history;
+  /* Open-addressing index of history by hash: entry index + 1, 0 =
+   * free; twice the entries so probes stay short. */
+  uint16_t history_slots[2 * BF_IRC_HISTORY_PENDING_MAX];
+  uint64_t next_id, end_id;    /* row ids reserved for this instance */
+  uint64_t history_sweep;      /* host timer: joins waiting for a batch */
+  size_t history_waits;        /* rooms that may be waiting (a hint: the
+                                  tick only looks when it is not 0) */
   unsigned long history_written;
   unsigned long lines_in, lines_out;
 };
@@ -345,10 +377,28 @@ int bf_irc_persistent_each(bf_irc *irc, const char *user, const char *server,
 
 /* irc-history.c */
 extern const char bf_irc_history_schema[];
-/* A channel line (server, channel, nick, body: copied); kept once even
- * when several users' connections see it. Written at the next flush. */
-void bf_irc_history_add(bf_irc *irc, const char *server, const char *channel,
-                        const char *nick, const char *body);
+/* A channel line (server, channel, nick, body: copied) at stamp_ms
+ * (server-time; 0 = now); kept once even when several users' connections
+ * see it. replayed: it comes from the server's history (a chathistory
+ * batch), so it is also looked for among the stored lines (same nick and
+ * text, about the same time). Written at the next flush. Returns its id
+ * (that of the same line kept before), 0 when it could not be kept. */
+uint64_t bf_irc_history_add(bf_irc *irc, const char *server,
+                            const char *channel, const char *nick,
+                            const char *body, uint64_t stamp_ms, bool replayed);
+/* Adds <stanza-id id by=room/> (XEP-0359) for id (0: nothing) to message
+ * (borrowed); room: the room's bare JID, borrowed. */
+void bf_irc_history_mark(bf_xml *message, const char *room, uint64_t id);
+/* "h42" for id 42, and back (0 for anything else). */
+void bf_irc_history_id_text(char *out, size_t size, uint64_t id);
+uint64_t bf_irc_history_id_parse(const char *text);
+/* XEP-0082 / IRCv3 server-time "2024-05-01T12:00:00.123Z" (or an
+ * offset +hh:mm) to ms since the epoch; 0 if malformed. */
+uint64_t bf_irc_history_time_parse(const char *text);
+/* ms since the epoch to "2024-05-01T12:00:00.123Z" (out: 32 bytes). */
+void bf_irc_history_time_text(char *out, size_t size, uint64_t ms);
+/* Lowercases an IRC channel name into out (ASCII; as stored). */
+void bf_irc_channel_key(char *out, size_t size, const char *name);
 /* Writes the buffered lines in one transaction (the module tick). */
 void bf_irc_history_flush(bf_irc *irc);
 void bf_irc_history_close(bf_irc *irc);
@@ -358,6 +408,25 @@ void bf_irc_history_close(bf_irc *irc);
 int bf_irc_history_send(bf_irc *irc, const char *server, const char *channel,
                         const char *room, const char *to, int max,
                         uint64_t since_ms);
+/* IRCv3 batches (BATCH +ref / -ref) and the lines tagged with one: the
+ * lines of a "chathistory" batch become stored history, never live
+ * messages. True if the line was taken. */
+bool bf_irc_history_on_line(bf_irc_conn *c, const bf_irc_msg *msg);
+/* The server's NAMES of ch ended: true if the room is to be shown later,
+ * once the server's history batch for it is in (CHATHISTORY LATEST is
+ * asked for when the server offers draft/chathistory; InspIRCd replays
+ * its history right after NAMES), or after BF_IRC_HISTORY_WAIT_MS. */
+bool bf_irc_history_wait(bf_irc_conn *c, bf_irc_channel *ch);
+/* Rooms whose wait is over are shown (the module tick). */
+void bf_irc_history_tick(bf_irc *irc);
+/* Forgets the connection's open batches (a new session, or the end). */
+void bf_irc_history_conn_reset(bf_irc_conn *c);
+
+/* irc-mam.c: MAM (XEP-0313) on a room's bare JID: the query form, queries
+ * with RSM (XEP-0059) and the archive's metadata. iq, from: borrowed.
+ * 0 when answered, BF_ENOTSUP when the iq is not MAM. */
+int bf_irc_mam_iq(bf_irc *irc, const bf_xml *iq, const bf_jid *from,
+                  const bf_irc_address *addr);
 
 /* irc-server.c */
 /* The user's connection to server, or NULL. */
@@ -502,5 +571,13 @@ int bf_irc_admin_iq(bf_irc *irc, const bf_xml *iq, const bf_jid *from,
 bool bf_irc_admin_on_reply(bf_irc_conn *c, const bf_irc_msg *m);
 /* The connection is gone: its waiting admin requests fail. */
 void bf_irc_admin_close(bf_irc_conn *c);
+/* The room is joined and its history is in: each waiting resource gets
+ * the occupants, itself, the history and the subject. */
+void bf_irc_room_entered(bf_irc_conn *c, bf_irc_channel *ch);
+/* The XMPP body of a channel line's IRC text: UTF-8, styled, "/me …" for
+ * a CTCP ACTION; NULL for another CTCP (not shown) or on ENOMEM.
+ * malloc'd (taken). */
+char *bf_irc_channel_body(const bf_irc_conn *c, const bf_irc_channel *ch,
+                          const char *text);
 
 #endif
