@@ -215,5 +215,35 @@ class IrcCertificateFingerprintRowTest(SettingsTestCase):
         self.assertEqual(len(told), 1)
 
 
+class IrcSaslMechanismsTest(SettingsTestCase):
+    """InspIRCd on TLS with Atheme offering SASL PLAIN only: CAP LS says
+    sasl=PLAIN."""
+
+    def setUp(self):
+        self.lab = Lab("irc-mechs")
+        self.prosody = self.lab.prosody({GW: "s3cret"})
+        self.ircd = self.lab.inspircd(tls=True, sasl_external=False)
+        self.start({"irc_ports": "+%d" % self.ircd.tls_port,
+                    "irc_tls_verify": "no"})
+
+    def test_external_not_offered(self):
+        self.ircd.register_account("alice_acct", "pw-sasl-123")
+        self.configure({"sasl_external": "1", "sasl_user": "alice_acct",
+                        "sasl_password": "pw-sasl-123"})
+        self.join("#mech", "alice")
+        told = self.alice.wait_message(
+            predicate=lambda el: "does not offer" in (child_text(el, "body")
+                                                      or ""))
+        self.assertEqual(child_text(told, "body"),
+                         "localhost does not offer SASL EXTERNAL: logging in "
+                         "with the mechanism it offers.")
+        log = self.bf.log_text()
+        self.assertIn("SASL login as alice_acct", log)
+        self.assertNotIn("SASL EXTERNAL login failed", log)
+        self.assertIn("Logged in with SASL: yes (PLAIN)",
+                      note_text(command(self.alice, "get-irc-connection-info",
+                                        to="localhost@" + GW)[1])[1])
+
+
 if __name__ == "__main__":
     main()
