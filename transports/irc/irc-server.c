@@ -690,7 +690,11 @@ static void nickserv_identify(bf_irc_conn *c) {
 /* The after-connection commands (the user's setting, checked when it
  * was saved; checked again by bf_irc_send_raw_text). */
 static void send_after_connect(bf_irc_conn *c) {
+  /* Their replies are not all shown (the MOTD follows 001): only errors,
+   * as for any line. */
+  uint64_t raw_until_ms = c->raw_until_ms;
   int rc = bf_irc_send_raw_text(c, c->after_connect);
+  c->raw_until_ms = raw_until_ms;
   if (!rc) {
     conn_log(c, BF_LOG_INFO, "after-connection commands sent");
     return;
