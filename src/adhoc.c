@@ -43,9 +43,11 @@ struct bf_adhoc_session {
   char *from;                  /* full JID that started it, normalised */
   char *to;                    /* JID it runs on, normalised */
   unsigned next_step;
-  /* The form the last step showed: the submission is checked against it,
-   * and it is shown again with an error note when that fails. */
-  const bf_field *fields;
+  /* The form the last step showed (a copy: a module may build its fields
+   * per call, e.g. a list of the user's connections): the submission is
+   * checked against it, and it is shown again with an error note when
+   * that fails. */
+  bf_field *fields;
   size_t n_fields;
   char *title, *instructions;
   bf_form *data;               /* bf_command_call.data */
@@ -131,9 +133,68 @@ static const bf_command *find_command(bf_gateway *gw, const char *node,
 
 static uint64_t now_ms(const bf_gateway *gw) { return uv_now(gw->daemon->loop); }
 
+static void fields_free(bf_field *fields, size_t n) {
+  for (size_t i = 0; fields && i < n; i++) {
+    bf_field *f = &fields[i];
+    free((char *)f->var);
+    free((char *)f->label);
+    free((char *)f->desc);
+    free((char *)f->default_value);
+    for (bf_field_option *o = (bf_field_option *)f->options; o && o->value;
+         o++) {
+      free((char *)o->value);
+      free((char *)o->label);
+    }
+    free((bf_field_option *)f->options);
+  }
+  free(fields);
+}
+
+static char *dup_or_null(const char *s, bool *failed) {
+  char *copy = s ? strdup(s) : NULL;
+  *failed |= s && !copy;
+  return copy;
+}
+
+/* A deep copy of fields[0..n) into *out (NULL when n is 0). 0 or
+ * BF_ENOMEM. */
+static int fields_copy(const bf_field *fields, size_t n, bf_field **out) {
+  bool failed = false;
+  *out = n ? calloc(n, sizeof **out) : NULL;
+  if (n && !*out)
+    return BF_ENOMEM;
+  for (size_t i = 0; i < n && !failed; i++) {
+    const bf_field *f = &fields[i];
+    bf_field *c = &(*out)[i];
+    *c = *f;
+    c->var = dup_or_null(f->var, &failed);
+    c->label = dup_or_null(f->label, &failed);
+    c->desc = dup_or_null(f->desc, &failed);
+    c->default_value = dup_or_null(f->default_value, &failed);
+    c->options = NULL;
+    size_t k = 0;
+    while (f->options && f->options[k].value)
+      k++;
+    bf_field_option *o = f->options ? calloc(k + 1, sizeof *o) : NULL;
+    failed |= f->options && !o;
+    for (size_t j = 0; o && j < k; j++) {
+      o[j].value = dup_or_null(f->options[j].value, &failed);
+      o[j].label = dup_or_null(f->options[j].label, &failed);
+    }
+    c->options = o;
+  }
+  if (failed) {
+    fields_free(*out, n);
+    *out = NULL;
+    return BF_ENOMEM;
+  }
+  return 0;
+}
+
 static void session_free(bf_adhoc_session *s) {
   if (!s)
     return;
+  fields_free(s->fields, s->n_fields);
   free(s->from);
   free(s->to);
   free(s->title);
@@ -214,18 +275,21 @@ static bf_adhoc_session *session_new(bf_gateway *gw, const bf_command *cmd,
   return s;
 }
 
-/* Keeps the step's form in the session (fields are static, strings are
- * copied, private values kept aside). 0 or BF_ENOMEM. */
+/* Keeps the step's form in the session (fields and strings copied,
+ * private values kept aside). 0 or BF_ENOMEM. */
 static int session_keep_form(bf_adhoc_session *s, const bf_command_reply *r) {
   free(s->title);
   free(s->instructions);
   bf_form_free(s->secrets);
+  fields_free(s->fields, s->n_fields);
+  s->n_fields = 0;
   s->title = r->title ? strdup(r->title) : NULL;
   s->instructions = r->instructions ? strdup(r->instructions) : NULL;
   s->secrets = bf_form_new("submit");
-  s->fields = r->fields;
-  s->n_fields = r->n_fields;
   s->next_step = r->next_step;
+  if (fields_copy(r->fields, r->n_fields, &s->fields))
+    return BF_ENOMEM;
+  s->n_fields = r->n_fields;
   if ((r->title && !s->title) || (r->instructions && !s->instructions) ||
       !s->secrets)
     return BF_ENOMEM;

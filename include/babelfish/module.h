@@ -240,8 +240,10 @@ typedef struct bf_command_call {
 
 /* What a step answers. The core fills it with zeros before the call. */
 typedef struct bf_command_reply {
-  /* Ask for a form (the session goes on): fields non-NULL. fields must
-   * outlive the session (static arrays); title, instructions: copied;
+  /* Ask for a form (the session goes on): fields non-NULL. fields,
+   * their options, title, instructions: copied when run returns (so
+   * fields may be built per call in the module's state, e.g. a list of
+   * the user's connections);
    * values: current values to show; read after run returns, so keep them
    * in call->data (the core owns it) or in static storage. */
   const bf_field *fields;

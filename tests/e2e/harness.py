@@ -1117,8 +1117,9 @@ class NgIRCd(IrcServer):
     we started (stop by PID) and logs to stderr (its console log)."""
 
     def __init__(self, lab, name="ngircd", server_name="irc.localhost",
-                 max_nick_length=30, tls=False):
+                 max_nick_length=30, tls=False, sasl_external=True):
         self.lab = lab
+        self.sasl_external = sasl_external  # Atheme's SaslServ EXTERNAL
         self.dir = lab.mkdir(name)
         self.port = free_port()
         # tls: also a TLS port with a self-signed certificate for
@@ -1199,7 +1200,7 @@ class Atheme(Process):
                    "nickserv/main", "nickserv/register", "nickserv/identify",
                    "nickserv/info", "nickserv/drop", "saslserv/main",
                    "saslserv/plain"]
-        if ircd.tls_port:
+        if ircd.tls_port and ircd.sasl_external:
             # Client certificates: NickServ CERT ADD, SASL EXTERNAL.
             modules += ["nickserv/cert", "saslserv/external"]
         text = "".join('loadmodule "modules/%s";\n' % m for m in modules)
@@ -1321,8 +1322,9 @@ class InspIRCd(IrcServer):
 
     def __init__(self, lab, name="inspircd", server_name="irc.localhost",
                  services=True, accounts=None, history=100,
-                 max_nick_length=30, tls=False):
+                 max_nick_length=30, tls=False, sasl_external=True):
         self.lab = lab
+        self.sasl_external = sasl_external  # Atheme's SaslServ EXTERNAL
         self.dir = lab.mkdir(name)
         self.port = free_port()
         self.tls_port = free_port() if tls else None

@@ -129,11 +129,15 @@ class IrcMamTest(E2ETestCase):
         join(self.alice, "#test", "alice")
         ids = []
         for i in range(1, 6):
+            # Stamps are in ms: lines read in the same millisecond share
+            # one, and the `start` filter below needs them apart.
+            time.sleep(0.005)
             self.bob.privmsg("#test", "b%d" % i)
             m = self.alice.wait_message(
                 from_=room("#test") + "/bob",
                 predicate=lambda el, i=i: child_text(el, "body") == "b%d" % i)
             ids.append(stanza_id(m))
+        time.sleep(0.005)
         self.alice.send_raw("<message to='%s' type='groupchat' id='a1'>"
                             "<body>a1</body></message>" % room("#test"))
         m = self.alice.wait_message(from_=room("#test") + "/alice")

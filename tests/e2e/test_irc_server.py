@@ -132,9 +132,10 @@ class IrcClientCertificateTest(SettingsTestCase):
                           "'alice@localhost' AND server = 'localhost' AND "
                           "var LIKE 'identity_%' ORDER BY var").fetchall()
         db.close()
-        self.assertEqual([r[0] for r in rows], ["identity_cert",
+        self.assertEqual([r[0] for r in rows], ["identity_cert", "identity_fp",
                                                 "identity_key"])
-        self.assertIn("BEGIN PRIVATE KEY", rows[1][1])
+        self.assertEqual(rows[1][1], fp)
+        self.assertIn("BEGIN PRIVATE KEY", rows[2][1])
 
         t0 = time.monotonic()
         self.join("#ext", "alice")

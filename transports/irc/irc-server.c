@@ -78,6 +78,8 @@ static void conn_free(bf_irc_conn *c) {
   free(c->username);
   free(c->tls_pin);
   free(c->encoding);
+  free(c->address);
+  free(c->after_connect);
   free(c->identity_cert);
   forget(c->nickserv_password);
   forget(c->identity_key);
@@ -233,6 +235,21 @@ static int write_line(bf_irc_conn *c, const char *line, size_t len) {
 /* How long after a raw command the server's replies are shown. */
 #define RAW_REPLIES_MS 10000u
 
+/* One well-formed IRC line of at most 510 bytes, with neither a source
+ * nor tags (the user speaks for themselves). check: parse space. */
+static bool raw_line_valid(bf_irc_msg *check, const char *line) {
+  size_t len = strlen(line);
+  return len <= BF_IRC_LINE_MAX - 2 && bf_irc_parse(check, line, len) == 0 &&
+         !check->source && !check->n_tags;
+}
+
+bool bf_irc_raw_line_valid(const char *line) {
+  bf_irc_msg *check = malloc(sizeof *check);
+  bool valid = check && !strpbrk(line, "\r\n") && raw_line_valid(check, line);
+  free(check);
+  return valid;
+}
+
 int bf_irc_send_raw_text(bf_irc_conn *c, const char *text) {
   /* Checked whole first: all lines or none. */
   bf_irc_msg *check = malloc(sizeof *check);
@@ -241,9 +258,7 @@ int bf_irc_send_raw_text(bf_irc_conn *c, const char *text) {
   size_t lines = 0;
   for (char *save = NULL, *l = copy ? strtok_r(copy, "\r\n", &save) : NULL;
        l && !rc; l = strtok_r(NULL, "\r\n", &save)) {
-    size_t len = strlen(l);
-    if (len > BF_IRC_LINE_MAX - 2 || bf_irc_parse(check, l, len) != 0 ||
-        check->source || check->n_tags)
+    if (!raw_line_valid(check, l))
       rc = BF_EINVAL;
     lines++;
   }
@@ -376,7 +391,7 @@ static void send_registration(bf_irc_conn *c) {
   const char *real = c->realname ? c->realname
                      : irc->realname ? irc->realname : c->nick;
   const char *user[] = {user_name, "0", "*", real};
-  c->caps = c->caps_wanted = 0;
+  c->caps = c->caps_wanted = c->sasl_offered = 0;
   c->sasl_mechanism = BF_IRC_SASL_NONE;
   c->logged_in = false;
   bf_irc_history_conn_reset(c); /* batch refs are per session */
@@ -394,8 +409,7 @@ static void cap_end(bf_irc_conn *c) {
   c->cap_negotiating = false;
 }
 
-/* A message from the IRC server's JID (irc.net@GW) to the user. */
-static void tell_user(bf_irc_conn *c, const char *text) {
+void bf_irc_tell_user(bf_irc_conn *c, const char *text) {
   const bf_host *host = c->irc->host;
   char *from = bf_irc_jid(c->irc, c->server, NULL);
   bf_xml *m = from ? bf_xml_new("message", NULL) : NULL;
@@ -425,6 +439,20 @@ static const struct {
     {"draft/chathistory", BF_IRC_CAP_CHATHISTORY},
 };
 
+void bf_irc_caps_names(unsigned caps, char *out, size_t size) {
+  size_t at = 0;
+  out[0] = '\0';
+  for (size_t i = 0; i < sizeof irc_caps / sizeof *irc_caps; i++) {
+    if (!(caps & irc_caps[i].bit))
+      continue;
+    int n = snprintf(out + at, size - at, "%s%s", at ? ", " : "",
+                     irc_caps[i].name);
+    if (n < 0 || (size_t)n >= size - at)
+      break;
+    at += (size_t)n;
+  }
+}
+
 static unsigned cap_bit(const char *name) {
   for (size_t i = 0; i < sizeof irc_caps / sizeof *irc_caps; i++) {
     if (!strcmp(name, irc_caps[i].name))
@@ -453,10 +481,61 @@ static unsigned cap_bits(const char *list) {
   return bits;
 }
 
+/* The mechanisms of "sasl=PLAIN,EXTERNAL" in a CAP LS list (IRCv3
+ * sasl-3.2), as bits 1 << BF_IRC_SASL_*; 0 when sasl has no value. */
+static unsigned sasl_mechanisms(const char *list) {
+  unsigned bits = 0;
+  for (const char *p = list; *p;) {
+    while (*p == ' ')
+      p++;
+    size_t n = strcspn(p, " ");
+    if (n > 5 && !strncmp(p, "sasl=", 5)) {
+      for (const char *m = p + 5; m < p + n;) {
+        size_t k = strcspn(m, ", ");
+        if (k == 8 && !strncasecmp(m, "EXTERNAL", 8))
+          bits |= 1u << BF_IRC_SASL_EXTERNAL;
+        else if (k == 5 && !strncasecmp(m, "PLAIN", 5))
+          bits |= 1u << BF_IRC_SASL_PLAIN;
+        else if (!k)
+          break;
+        m += k + (m[k] == ',');
+      }
+      bits |= bits ? 0 : 1u << BF_IRC_SASL_NONE; /* listed, none known */
+    }
+    p += n;
+  }
+  return bits;
+}
+
+/* The server lists mechanism, or lists none (any may be tried). */
+static bool sasl_offers(const bf_irc_conn *c, unsigned mechanism) {
+  return !c->sasl_offered || (c->sasl_offered & (1u << mechanism));
+}
+
 /* SASL is worth asking for: the user's certificate is in this TLS
  * session, or there is an account and password. */
 static bool sasl_possible(const bf_irc_conn *c) {
-  return c->external_ready || (c->sasl_user && c->sasl_password);
+  return (c->external_ready && sasl_offers(c, BF_IRC_SASL_EXTERNAL)) ||
+         (c->sasl_user && c->sasl_password &&
+          sasl_offers(c, BF_IRC_SASL_PLAIN));
+}
+
+/* The server's list of mechanisms lacks the ones the user configured:
+ * told once per connection, the login goes on with what is offered. */
+static void sasl_check_offered(bf_irc_conn *c) {
+  bool external = c->external_ready && !sasl_offers(c, BF_IRC_SASL_EXTERNAL);
+  bool plain = c->sasl_user && c->sasl_password &&
+               !sasl_offers(c, BF_IRC_SASL_PLAIN);
+  if (!external && !plain)
+    return;
+  char text[400];
+  snprintf(text, sizeof text, "%s does not offer SASL %s%s%s: %s.",
+           c->server, external ? "EXTERNAL" : "", external && plain ? " or " : "",
+           plain ? "PLAIN" : "",
+           sasl_possible(c) ? "logging in with the mechanism it offers"
+                            : "going on without logging in with SASL");
+  conn_log(c, BF_LOG_INFO, "SASL mechanism not offered by the server");
+  bf_irc_tell_user(c, text);
 }
 
 /* Tries the next SASL mechanism (IRCv3 sasl-3.1): EXTERNAL first when
@@ -464,11 +543,12 @@ static bool sasl_possible(const bf_irc_conn *c) {
  * password; CAP END (registration goes on) when none is left. */
 static void sasl_next(bf_irc_conn *c) {
   const char *mechanism = NULL;
-  if (c->sasl_mechanism == BF_IRC_SASL_NONE && c->external_ready) {
+  if (c->sasl_mechanism == BF_IRC_SASL_NONE && c->external_ready &&
+      sasl_offers(c, BF_IRC_SASL_EXTERNAL)) {
     c->sasl_mechanism = BF_IRC_SASL_EXTERNAL;
     mechanism = "EXTERNAL";
   } else if (c->sasl_mechanism != BF_IRC_SASL_PLAIN && c->sasl_user &&
-             c->sasl_password) {
+             c->sasl_password && sasl_offers(c, BF_IRC_SASL_PLAIN)) {
     c->sasl_mechanism = BF_IRC_SASL_PLAIN;
     mechanism = "PLAIN";
   }
@@ -492,10 +572,13 @@ static void on_cap(bf_irc_conn *c, const bf_irc_msg *m) {
   if (!strcasecmp(sub, "LS")) {
     bool more = m->n_params >= 4 && !strcmp(m->params[2], "*");
     c->caps_wanted |= cap_bits(list);
-    if (!sasl_possible(c))
-      c->caps_wanted &= ~(unsigned)BF_IRC_CAP_SASL;
+    c->sasl_offered |= sasl_mechanisms(list);
     if (more)
       return;
+    if (c->caps_wanted & BF_IRC_CAP_SASL)
+      sasl_check_offered(c);
+    if (!sasl_possible(c))
+      c->caps_wanted &= ~(unsigned)BF_IRC_CAP_SASL;
     char req[400] = "";
     for (size_t i = 0; i < sizeof irc_caps / sizeof *irc_caps; i++) {
       if (!(c->caps_wanted & irc_caps[i].bit))
@@ -578,7 +661,7 @@ static void on_sasl_failed(bf_irc_conn *c, const bf_irc_msg *m) {
              "turn it off with the configure command on %s. %s", why, fp,
              c->server, plain_next ? "Trying the SASL password instead."
                                    : "Going on without logging in.");
-    tell_user(c, text);
+    bf_irc_tell_user(c, text);
     if (retry) {
       sasl_next(c);
       return;
@@ -587,7 +670,7 @@ static void on_sasl_failed(bf_irc_conn *c, const bf_irc_msg *m) {
     snprintf(text, sizeof text, "SASL login as %s failed: %s. Check the "
              "account and password with the configure command on %s.",
              c->sasl_user ? c->sasl_user : "?", why, c->server);
-    tell_user(c, text);
+    bf_irc_tell_user(c, text);
   }
   cap_end(c);
 }
@@ -604,6 +687,28 @@ static void nickserv_identify(bf_irc_conn *c) {
     conn_log(c, BF_LOG_WARN, "cannot send IDENTIFY to NickServ (the "
              "password is too long or holds a line break)");
   explicit_bzero(text, sizeof text);
+}
+
+/* The after-connection commands (the user's setting, checked when it
+ * was saved; checked again by bf_irc_send_raw_text). */
+static void send_after_connect(bf_irc_conn *c) {
+  /* Their replies are not all shown (the MOTD follows 001): only errors,
+   * as for any line. */
+  uint64_t raw_until_ms = c->raw_until_ms;
+  int rc = bf_irc_send_raw_text(c, c->after_connect);
+  c->raw_until_ms = raw_until_ms;
+  if (!rc) {
+    conn_log(c, BF_LOG_INFO, "after-connection commands sent");
+    return;
+  }
+  conn_log(c, BF_LOG_WARN, "after-connection commands not sent: %s",
+           bf_strerror(rc));
+  char text[300];
+  snprintf(text, sizeof text, "Your after-connection commands were not sent "
+           "(%s): fix them with the configure command on %s.",
+           rc == BF_EINVAL ? "one is not a valid IRC line" : bf_strerror(rc),
+           c->server);
+  bf_irc_tell_user(c, text);
 }
 
 /* 433 (nick in use) while registering: try NICK_, then NICK__, … */
@@ -652,7 +757,7 @@ static void show_reply(bf_irc_conn *c, const bf_irc_msg *m) {
   char *utf8 = bf_irc_to_utf8(text, at, c->encoding);
   char *plain = utf8 ? bf_irc_strip_format(utf8) : NULL;
   if (plain && *plain)
-    tell_user(c, plain);
+    bf_irc_tell_user(c, plain);
   free(plain);
   free(utf8);
 }
@@ -728,6 +833,8 @@ static int on_line(void *data, const char *line, size_t len) {
     c->attempts = 0;
     if (c->nickserv_password && !c->logged_in)
       nickserv_identify(c); /* before the JOINs: +r channels */
+    if (c->after_connect)
+      send_after_connect(c); /* before the JOINs too: modes, OPER */
     bf_irc_on_registered(c);
     return c->state == BF_IRC_CLOSING;
   }
@@ -779,7 +886,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
       char text[700];
       snprintf(text, sizeof text, "Cannot connect to %s over TLS: %s", c->server,
                err[0] ? err : bf_strerror(rc));
-      tell_user(c, text);
+      bf_irc_tell_user(c, text);
     }
     if (rc == BF_EPERM)
       c->quitting = true; /* a configuration problem: retrying won't help */
@@ -840,7 +947,9 @@ static void on_connected(uv_connect_t *req, int status) {
                                .data = c};
     bf_irc_tls_free(c->tls_session);
     c->tls_session = NULL;
-    int rc = bf_irc_tls_new(&c->tls_session, c->server, c->tls_verify,
+    /* The name checked is the one connected to ("Address"). */
+    int rc = bf_irc_tls_new(&c->tls_session,
+                            c->address ? c->address : c->server, c->tls_verify,
                             c->tls_pin, &cb, err, sizeof err);
     c->external_ready = false;
     if (!rc && c->identity_cert) {
@@ -850,7 +959,7 @@ static void on_connected(uv_connect_t *req, int status) {
                               c->identity_key, err, sizeof err) == 0;
       if (!c->external_ready) {
         conn_log(c, BF_LOG_WARN, "TLS: %s", err);
-        tell_user(c, "Your client certificate for this server is damaged: "
+        bf_irc_tell_user(c, "Your client certificate for this server is damaged: "
                      "SASL EXTERNAL is not used.");
       }
     }
@@ -861,14 +970,15 @@ static void on_connected(uv_connect_t *req, int status) {
       conn_close(c, "TLS is not available");
       return;
     }
-  } else if (c->identity_cert) {
+  } else if (c->identity_cert && !c->told_not_tls) {
     c->external_ready = false;
+    c->told_not_tls = true; /* once, not at every port or attempt */
     char text[300];
     snprintf(text, sizeof text, "Port %u of %s is not a TLS port: your "
              "client certificate (SASL EXTERNAL) is not used. Give a TLS port "
              "(e.g. +6697) with the configure command on %s.",
              c->ports[c->port_at], c->server, c->server);
-    tell_user(c, text);
+    bf_irc_tell_user(c, text);
   }
   /* With TLS these lines are held until the certificate is accepted. */
   send_registration(c);
@@ -992,6 +1102,14 @@ static void apply_settings(bf_irc_conn *c) {
   c->username = dup_setting(f, "username");
   c->tls_pin = dup_setting(f, "tls_pin");
   c->nickserv_password = dup_setting(f, "nickserv_password");
+  c->after_connect = dup_setting(f, "after_connect");
+  c->address = dup_setting(f, "address");
+  if (c->address && !bf_irc_valid_host(c->address)) {
+    conn_log(c, BF_LOG_WARN, "address setting '%s' is not a host name: "
+             "not used", c->address);
+    free(c->address);
+    c->address = NULL;
+  }
   /* Checked again: the system's iconv may have lost it since. */
   char *encoding = dup_setting(f, "encoding");
   if (encoding && !bf_irc_charset_known(encoding)) {
@@ -1015,7 +1133,7 @@ static void apply_settings(bf_irc_conn *c) {
     char text[400];
     snprintf(text, sizeof text, "Cannot use a client certificate: %s. "
              "SASL EXTERNAL is not used.", err);
-    tell_user(c, text);
+    bf_irc_tell_user(c, text);
   }
   const char *verify = bf_form_value(f, "tls_verify");
   if (verify && !strcmp(verify, "0"))
@@ -1069,8 +1187,8 @@ static void conn_start(bf_irc_conn *c) {
   }
   struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
   c->resolving = true;
-  int rc = uv_getaddrinfo(loop, &c->resolver, on_resolved, c->server, NULL,
-                          &hints);
+  int rc = uv_getaddrinfo(loop, &c->resolver, on_resolved,
+                          c->address ? c->address : c->server, NULL, &hints);
   if (rc < 0) {
     c->resolving = false;
     conn_log(c, BF_LOG_WARN, "cannot resolve: %s", uv_strerror(rc));

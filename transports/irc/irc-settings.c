@@ -1,5 +1,6 @@
-/* Per user and IRC server settings (nick, server password, SASL, client
- * certificate, NickServ password, ports, encoding, throttle, realname),
+/* Per user and IRC server settings (address, nick, server password,
+ * SASL, client certificate, NickServ password, after-connection
+ * commands, ports, encoding, throttle, realname),
  * kept in the module's own table and edited with the "configure" ad-hoc
  * command on the server's JID (irc.net@GW), as in Biboumi. Passwords are
  * private form fields: stored, never shown back, never logged. The client
@@ -77,12 +78,39 @@ static int valid_throttle(const char *value, char *err, size_t err_size) {
   return BF_EINVAL;
 }
 
-/* The client certificate and its key: rows of irc_settings that are not
- * form fields (configure never shows or overwrites them). */
+static int valid_host(const char *value, char *err, size_t err_size) {
+  if (bf_irc_valid_host(value))
+    return 0;
+  snprintf(err, err_size, "a host name or IP address, e.g. irc.libera.chat");
+  return BF_EINVAL;
+}
+
+/* One line of the after-connection commands. */
+static int valid_raw_line(const char *value, char *err, size_t err_size) {
+  if (bf_irc_raw_line_valid(value))
+    return 0;
+  snprintf(err, err_size, "'%.60s' is not an IRC command: write one per "
+           "line as sent to the server, e.g. MODE mynick +R", value);
+  return BF_EINVAL;
+}
+
+/* The client certificate, its key and its SHA-256 fingerprint (so the
+ * configure form shows it without loading libssl): rows of irc_settings
+ * that are not form fields (configure never shows or overwrites them). */
 #define IDENTITY_CERT "identity_cert"
 #define IDENTITY_KEY "identity_key"
+#define IDENTITY_FP "identity_fp"
+/* The after-connection commands: a text-multi field, stored as one row
+ * (its lines joined by '\n'). */
+#define AFTER_CONNECT "after_connect"
+#define TEXT_OF(x) #x
+#define NUMBER_TEXT(x) TEXT_OF(x)
 
 const bf_field bf_irc_settings_fields[] = {
+    {.var = "address", .type = BF_FIELD_TEXT_SINGLE, .label = "Address",
+     .desc = "Host name or IP to connect to instead of this JID's server "
+     "part, e.g. irc.libera.chat for libera@… (also checked against the "
+     "TLS certificate)", .max_length = 253, .validate = valid_host},
     {.var = "nick", .type = BF_FIELD_TEXT_SINGLE, .label = "Nickname",
      .desc = "Used when you connect; empty: your nick in the room you join",
      .max_length = 30, .validate = valid_word},
@@ -104,6 +132,12 @@ const bf_field bf_irc_settings_fields[] = {
      .label = "NickServ password",
      .desc = "Sent as IDENTIFY to NickServ once connected, unless SASL "
      "logged you in", .max_length = 256},
+    {.var = AFTER_CONNECT, .type = BF_FIELD_TEXT_MULTI,
+     .label = "After-connection IRC commands",
+     .desc = "Raw IRC commands, one per line, sent once connected (after "
+     "NickServ IDENTIFY), before the channels are joined; at most "
+     NUMBER_TEXT(BF_IRC_AFTER_CONNECT_MAX) " lines",
+     .max_length = BF_IRC_LINE_MAX - 2, .validate = valid_raw_line},
     {.var = "ports", .type = BF_FIELD_TEXT_SINGLE, .label = "Ports",
      .desc = "e.g. +6697 6667 ('+' = TLS); empty: the gateway's",
      .max_length = 64, .validate = valid_ports},
@@ -177,7 +211,8 @@ int bf_irc_settings_save(bf_irc *irc, const char *user, const char *server,
   /* The client certificate is kept: it is registered with services. */
   if (sqlite3_prepare_v2(db, "DELETE FROM irc_settings WHERE gateway = ?1 AND "
                              "user = ?2 AND server = ?3 AND var NOT IN ('"
-                             IDENTITY_CERT "', '" IDENTITY_KEY "')",
+                             IDENTITY_CERT "', '" IDENTITY_KEY "', '"
+                             IDENTITY_FP "')",
                          -1, &del, NULL) ||
       sqlite3_prepare_v2(db, "INSERT INTO irc_settings VALUES (?1, ?2, ?3, ?4, "
                              "?5)", -1, &ins, NULL)) {
@@ -273,18 +308,20 @@ int bf_irc_settings_identity(bf_irc *irc, const char *user, const char *server,
     rc = BF_ENOENT;
     goto out;
   }
-  if ((rc = bf_irc_tls_identity_new(cert, key, err, err_size)))
+  char fp[BF_IRC_TLS_CERTFP_SIZE];
+  if ((rc = bf_irc_tls_identity_new(cert, key, err, err_size)) ||
+      (rc = bf_irc_tls_identity_certfp(*cert, fp, sizeof fp, err, err_size)))
     goto out;
-  /* Both rows or neither. */
+  /* All three rows or none. */
   rc = BF_EIO;
   if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
     goto out;
   if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO irc_settings VALUES "
                              "(?1, ?2, ?3, ?4, ?5)", -1, &ins, NULL) == SQLITE_OK) {
-    const char *vars[] = {IDENTITY_CERT, IDENTITY_KEY};
-    const char *values[] = {*cert, *key};
+    const char *vars[] = {IDENTITY_CERT, IDENTITY_KEY, IDENTITY_FP};
+    const char *values[] = {*cert, *key, fp};
     rc = 0;
-    for (size_t i = 0; i < 2 && !rc; i++) {
+    for (size_t i = 0; i < 3 && !rc; i++) {
       sqlite3_reset(ins);
       sqlite3_bind_text(ins, 1, irc->host->domain, -1, SQLITE_STATIC);
       sqlite3_bind_text(ins, 2, user, -1, SQLITE_STATIC);
@@ -324,20 +361,93 @@ bool bf_irc_on_server_jid(void *state, const bf_jid *user, const bf_jid *to) {
          !to->resource;
 }
 
-/* The fingerprint of the user's client certificate for server (made
- * when create), into fp. 0, or an error with the cause in err. */
-static int certificate_fingerprint(bf_irc *irc, const char *user,
-                                   const char *server, bool create, char *fp,
-                                   size_t fp_size, char *err,
-                                   size_t err_size) {
-  char *cert, *key;
-  int rc = bf_irc_settings_identity(irc, user, server, create, &cert, &key,
-                                    err, err_size);
-  forget_key(key);
-  if (!rc)
-    rc = bf_irc_tls_identity_certfp(cert, fp, fp_size, err, err_size);
-  free(cert);
+/* Stores one row (INSERT OR REPLACE). 0 or BF_EIO. */
+static int setting_put(bf_irc *irc, const char *user, const char *server,
+                       const char *var, const char *value) {
+  sqlite3_stmt *st = NULL;
+  int rc = BF_EIO;
+  if (sqlite3_prepare_v2(irc->host->db(irc->host),
+                         "INSERT OR REPLACE INTO irc_settings VALUES (?1, ?2, "
+                         "?3, ?4, ?5)", -1, &st, NULL) == SQLITE_OK) {
+    sqlite3_bind_text(st, 1, irc->host->domain, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, user, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, server, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, var, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, value, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : BF_EIO;
+  }
+  sqlite3_finalize(st);
   return rc;
+}
+
+int bf_irc_settings_identity_fp(bf_irc *irc, const char *user,
+                                const char *server, bool create, char *fp,
+                                size_t fp_size, char *err, size_t err_size) {
+  bf_form *f = NULL;
+  char *cert = NULL, *key = NULL;
+  int rc = bf_irc_settings_load(irc, user, server, &f);
+  if (rc) {
+    snprintf(err, err_size, "cannot read the IRC settings");
+    return rc;
+  }
+  const char *stored = bf_form_value(f, IDENTITY_FP);
+  if (stored && strlen(stored) < fp_size) {
+    snprintf(fp, fp_size, "%s", stored);
+    goto out;
+  }
+  /* None yet (made now when create), or made by a babelfish that did not
+   * store it: computed once (libssl) and stored. */
+  if ((rc = bf_irc_settings_identity(irc, user, server, create, &cert, &key,
+                                     err, err_size)))
+    goto out;
+  rc = bf_irc_tls_identity_certfp(cert, fp, fp_size, err, err_size);
+  if (!rc && !stored && setting_put(irc, user, server, IDENTITY_FP, fp))
+    irc->host->log(irc->host, BF_LOG_WARN, "cannot store a certificate "
+                   "fingerprint: %s", sqlite3_errmsg(irc->host->db(irc->host)));
+out:
+  forget_key(key);
+  free(cert);
+  bf_form_free(f);
+  return rc;
+}
+
+/* A stored text-multi value ("a\nb") as the field's values in form. */
+static int lines_to_values(bf_form *form, const char *var, const char *text) {
+  int rc = 0;
+  for (const char *p = text; *p && !rc;) {
+    size_t n = strcspn(p, "\n");
+    char *line = strndup(p, n);
+    rc = line ? bf_form_add_value(form, var, line) : BF_ENOMEM;
+    free(line);
+    p += n + (p[n] == '\n');
+  }
+  return rc;
+}
+
+/* The non-empty values of var in form joined by '\n' into *text
+ * (malloc'd, NULL when none), and how many. 0 or BF_ENOMEM. */
+static int values_to_lines(const bf_form *form, const char *var, char **text,
+                           size_t *n_lines) {
+  const char *const *values;
+  size_t n = bf_form_values(form, var, &values), size = 1;
+  *text = NULL;
+  *n_lines = 0;
+  for (size_t i = 0; i < n; i++)
+    size += strlen(values[i]) + 1;
+  char *out = malloc(size);
+  if (!out)
+    return BF_ENOMEM;
+  out[0] = '\0';
+  for (size_t i = 0; i < n; i++) {
+    if (!values[i][0])
+      continue;
+    if (*n_lines)
+      strcat(out, "\n");
+    strcat(out, values[i]);
+    ++*n_lines;
+  }
+  *text = out;
+  return 0;
 }
 
 int bf_irc_configure_run(void *state, const bf_command_call *call,
@@ -357,7 +467,9 @@ int bf_irc_configure_run(void *state, const bf_command_call *call,
     for (size_t i = 0; i < bf_irc_n_settings_fields && !rc; i++) {
       const bf_field *f = &bf_irc_settings_fields[i];
       const char *value = bf_form_value(current, f->var);
-      if (value && f->type != BF_FIELD_TEXT_PRIVATE)
+      if (value && f->type == BF_FIELD_TEXT_MULTI)
+        rc = lines_to_values(call->data, f->var, value);
+      else if (value && f->type != BF_FIELD_TEXT_PRIVATE)
         rc = bf_form_set(call->data, f->var, value);
     }
     reply->fields = bf_irc_settings_fields;
@@ -367,8 +479,8 @@ int bf_irc_configure_run(void *state, const bf_command_call *call,
     /* With a client certificate, its fingerprint (kept in the session's
      * data: the core reads the instructions after run returns). */
     char fp[BF_IRC_TLS_CERTFP_SIZE], text[400];
-    if (!rc && !certificate_fingerprint(irc, user, a.server, false, fp,
-                                        sizeof fp, text, sizeof text)) {
+    if (!rc && !bf_irc_settings_identity_fp(irc, user, a.server, false, fp,
+                                            sizeof fp, text, sizeof text)) {
       snprintf(text, sizeof text, "Used the next time you connect to this "
                "server. Your client certificate's SHA-256 fingerprint: %s "
                "(register it with the services, e.g. /msg NickServ CERT ADD "
@@ -385,16 +497,31 @@ int bf_irc_configure_run(void *state, const bf_command_call *call,
   if ((rc = bf_irc_settings_load(irc, user, a.server, &current)))
     goto out;
   bf_form *merged = bf_form_new("submit");
-  for (size_t i = 0; merged && i < bf_irc_n_settings_fields; i++) {
+  char *lines = NULL;
+  size_t n_lines = 0;
+  for (size_t i = 0; merged && !rc && i < bf_irc_n_settings_fields; i++) {
     const bf_field *f = &bf_irc_settings_fields[i];
     const char *value = bf_form_value(call->form, f->var);
     if (f->type == BF_FIELD_TEXT_PRIVATE && (!value || !*value))
       value = bf_form_value(current, f->var);
-    if (value && *value && bf_form_set(merged, f->var, value))
+    if (f->type == BF_FIELD_TEXT_MULTI) {
+      rc = values_to_lines(call->form, f->var, &lines, &n_lines);
+      value = lines;
+    }
+    if (!rc && value && *value && bf_form_set(merged, f->var, value))
       rc = BF_ENOMEM;
   }
+  free(lines);
   if (!merged)
     rc = BF_ENOMEM;
+  if (!rc && n_lines > BF_IRC_AFTER_CONNECT_MAX) {
+    bf_form_free(merged);
+    reply->note_type = BF_NOTE_ERROR;
+    snprintf(reply->note, sizeof reply->note, "Not saved: %zu after-"
+             "connection commands, at most %d.", n_lines,
+             BF_IRC_AFTER_CONNECT_MAX);
+    goto out;
+  }
   if (!rc)
     rc = bf_irc_settings_save(irc, user, a.server, merged);
   bf_form_free(merged);
@@ -403,8 +530,8 @@ int bf_irc_configure_run(void *state, const bf_command_call *call,
   const char *external = bf_form_value(call->form, "sasl_external");
   char fp[BF_IRC_TLS_CERTFP_SIZE], err[400];
   if (external && !strcmp(external, "1")) {
-    if (certificate_fingerprint(irc, user, a.server, true, fp, sizeof fp, err,
-                                sizeof err)) {
+    if (bf_irc_settings_identity_fp(irc, user, a.server, true, fp, sizeof fp,
+                                    err, sizeof err)) {
       reply->note_type = BF_NOTE_ERROR;
       snprintf(reply->note, sizeof reply->note, "Saved, but %s.", err);
     } else {

@@ -54,7 +54,7 @@ int bf_irc_ports_parse(const char *text, unsigned *ports, bool *tls,
 
 /* A host name or address the resolver can take: letters, digits, '-',
  * '.', ':' (IPv6), at most 253 bytes. */
-static bool valid_host(const char *s) {
+bool bf_irc_valid_host(const char *s) {
   size_t n = strlen(s);
   if (!n || n > 253)
     return false;
@@ -97,7 +97,7 @@ static int irc_check_config(const bf_host *host, char *err, size_t err_size,
     }
   }
   value = host->config(host, "irc_server");
-  if (value && !valid_host(value)) {
+  if (value && !bf_irc_valid_host(value)) {
     snprintf(err, err_size, "irc_server '%s' is not a host name", value);
     *bad_key = "irc_server";
     return BF_EINVAL;
@@ -214,7 +214,7 @@ int bf_irc_address_parse(const bf_irc *irc, const char *local,
       name = NULL;
     }
   }
-  if (!valid_host(server) || strlen(server) >= sizeof addr->server)
+  if (!bf_irc_valid_host(server) || strlen(server) >= sizeof addr->server)
     goto out;
   if (name && (!*name || strlen(name) >= sizeof addr->name ||
                strpbrk(name, " ,\a\r\n")))
@@ -381,6 +381,13 @@ static const bf_command irc_commands[] = {
      bf_irc_on_server_jid, bf_irc_configure_run},
     {"configure", "Configure this IRC channel", BF_COMMAND_ON_CONTACT,
      bf_irc_on_room_jid, bf_irc_channel_configure_run},
+    {"get-irc-connection-info", "Get your IRC connection info",
+     BF_COMMAND_ON_CONTACT, bf_irc_on_server_jid, bf_irc_info_run},
+    {"disconnect-user", "Disconnect users from their IRC servers",
+     BF_COMMAND_ON_GATEWAY | BF_COMMAND_ADMIN, NULL,
+     bf_irc_disconnect_user_run},
+    {"disconnect-from-irc-servers", "Disconnect from IRC servers",
+     BF_COMMAND_ON_GATEWAY, NULL, bf_irc_disconnect_servers_run},
 };
 
 const bf_module bf_irc_module = {

@@ -12,6 +12,8 @@
  *   irc-muc-admin.c  MODE to roles and affiliations, MUC admin requests,
  *                  invitations
  *   irc-nick.c     occupants' nicks, interned once per (server, nick)
+ *   irc-commands.c ad-hoc commands besides configure: connection info,
+ *                  disconnecting users and servers
  *   irc-proto.c    the IRC line format;  irc-text.c  text conversions
  */
 #ifndef BF_IRC_H
@@ -55,6 +57,10 @@
 /* Charset of text from a server that is not UTF-8, unless the user's
  * settings for that server name another. */
 #define BF_IRC_ENCODING_DEFAULT "ISO-8859-1"
+/* After-connection commands (a server setting): raw IRC lines sent
+ * once registered, at most this many (Biboumi's field has no limit; 16
+ * covers a few mode, oper and service commands). */
+#define BF_IRC_AFTER_CONNECT_MAX 16
 /* Channel history: rows kept per channel, lines replayed on join when
  * the client does not say (<history maxstanzas/>), and lines buffered
  * before a batch write. */
@@ -214,6 +220,10 @@ struct bf_irc_conn {
   bool tls_verify;             /* check the certificate chain and name */
   char *nickserv_password;     /* IDENTIFY after 001 unless SASL logged in */
   char *encoding;              /* fallback charset (bf_irc_to_utf8) */
+  char *address;               /* host name or IP connected to instead of
+                                  server ("Address" setting), or NULL */
+  char *after_connect;         /* raw IRC lines sent once registered, one
+                                  per line, or NULL */
   unsigned throttle;           /* lines/s, 0 = none (irc_throttle or the
                                   user's setting) */
   /* SASL EXTERNAL: the user's certificate and key (PEM) for this server,
@@ -224,6 +234,10 @@ struct bf_irc_conn {
   bool external_ready;         /* the certificate went into this TLS
                                   session: EXTERNAL can be tried */
   bool logged_in;              /* SASL succeeded (903) */
+  /* CAP LS "sasl=PLAIN,EXTERNAL" (cap-notify 3.2): the mechanisms the
+   * server lists (BF_IRC_SASL_* bits); 0 = no list given, any may do. */
+  unsigned sasl_offered;
+  bool told_not_tls;           /* the "not a TLS port" warning was sent */
   struct bf_irc_tls *tls_session; /* on a TLS port, once connected */
   /* Flood control: a token bucket refilled on demand (at each send and
    * each module tick), and the lines waiting for tokens. */
@@ -325,6 +339,8 @@ extern const bf_field bf_irc_settings_fields[];
 extern const size_t bf_irc_n_settings_fields;
 /* The configure command: offered on a server's JID (irc.net@GW). */
 bool bf_irc_on_server_jid(void *state, const bf_jid *user, const bf_jid *to);
+/* A host name or address the resolver can take (irc.c). */
+bool bf_irc_valid_host(const char *s);
 int bf_irc_configure_run(void *state, const bf_command_call *call,
                          bf_command_reply *reply);
 extern const char bf_irc_settings_schema[];
@@ -341,6 +357,14 @@ int bf_irc_settings_save(bf_irc *irc, const char *user, const char *server,
 int bf_irc_settings_identity(bf_irc *irc, const char *user, const char *server,
                              bool create, char **cert, char **key, char *err,
                              size_t err_size);
+
+/* The SHA-256 fingerprint (BF_IRC_TLS_CERTFP_SIZE) of the user's client
+ * certificate for server into fp, from its own row: no libssl unless the
+ * certificate is made now (create) or predates the row. 0, BF_ENOENT
+ * (none and !create), or another error with the cause in err. */
+int bf_irc_settings_identity_fp(bf_irc *irc, const char *user,
+                                const char *server, bool create, char *fp,
+                                size_t fp_size, char *err, size_t err_size);
 
 /* Deletes every setting of the user, servers' and channels'. */
 int bf_irc_settings_delete_user(bf_irc *irc, const char *user);
@@ -452,12 +476,30 @@ int bf_irc_send_user(bf_irc_conn *c, const char *command,
  * bytes); the server's replies for the next while go to the user from
  * the server's JID. 0 or BF_EINVAL (nothing sent). */
 int bf_irc_send_raw_text(bf_irc_conn *c, const char *text);
+/* line (one line, no CR/LF) is a raw command bf_irc_send_raw_text sends. */
+bool bf_irc_raw_line_valid(const char *line);
+/* The names of the capabilities in caps (BF_IRC_CAP_* bits), ", "
+ * between them, into out (cut at a whole name when it is too small). */
+void bf_irc_caps_names(unsigned caps, char *out, size_t size);
+/* A chat message from the IRC server's JID (irc.net@GW) to the user
+ * (text borrowed). */
+void bf_irc_tell_user(bf_irc_conn *c, const char *text);
 /* QUIT (reason may be NULL) and close. */
 void bf_irc_conn_quit(bf_irc_conn *c, const char *reason);
 void bf_irc_conns_close(bf_irc *irc);
 /* Timeouts of every connection: connect, keepalive, reconnect backoff.
  * Called every BF_IRC_TICK_MS by the module's one timer. */
 void bf_irc_conns_tick(bf_irc *irc);
+
+/* irc-commands.c: get-irc-connection-info (on irc.net@GW),
+ * disconnect-user (admins) and disconnect-from-irc-servers (on the
+ * gateway). */
+int bf_irc_info_run(void *state, const bf_command_call *call,
+                    bf_command_reply *reply);
+int bf_irc_disconnect_user_run(void *state, const bf_command_call *call,
+                               bf_command_reply *reply);
+int bf_irc_disconnect_servers_run(void *state, const bf_command_call *call,
+                                  bf_command_reply *reply);
 
 /* irc-nick.c */
 /* The record of nick on server with a reference more (created when
