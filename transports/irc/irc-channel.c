@@ -17,8 +17,6 @@
 
 #include "irc-text.h"
 
-#include <openssl/evp.h>
-
 /* XEP-0045 §15.6 status codes. */
 #define STATUS_SELF "110"
 #define STATUS_CREATED "201"
@@ -28,6 +26,7 @@
 #define STATUS_SHUTDOWN "332"
 
 static void echoes_clear(bf_irc_channel *ch);
+static void echoes_lost(bf_irc_conn *c, bf_irc_channel *ch);
 
 /* Drops every occupant (their nicks' references with them). */
 static void occupants_clear(bf_irc_channel *ch) {
@@ -66,6 +65,45 @@ static void channel_remove(bf_irc_conn *c, bf_irc_channel *ch) {
       bf_irc_channel_free(ch);
       return;
     }
+  }
+}
+
+/* Whether a resource of the user is online: the core tracks the
+ * presence of registered users; anyone else is only seen in rooms (their
+ * directed presence), on any of their connections. */
+static bool user_online(const bf_irc *irc, const char *user) {
+  const char *const *resources;
+  if (irc->host->user_resources(irc->host, user, &resources) > 0)
+    return true;
+  for (const bf_irc_conn *c = irc->conns; c; c = c->next) {
+    for (const bf_irc_channel *ch = c->channels; ch; ch = ch->next) {
+      if (ch->n_members && !strcmp(c->user, user))
+        return true;
+    }
+  }
+  return false;
+}
+
+/* IRC took ch away without the user leaving it (a KICK, a refused join
+ * or rejoin): it goes, even when persistent (the setting stays: it is
+ * joined again when the user joins the room, or at babelfish's next
+ * start, never in a loop behind a ban or a kick). Its connection's last
+ * channel gone: with the user online (in the room that went, say), the
+ * connection stays for raw commands to the server's JID, as in Biboumi,
+ * where only leaving the last room ends it (it ends when the user goes
+ * offline); with nobody online (bouncer mode) nothing else would ever end
+ * it, so it QUITs. */
+static void channel_lost(bf_irc_conn *c, bf_irc_channel *ch) {
+  bool in_the_room = ch->n_members > 0;
+  channel_remove(c, ch);
+  const bf_host *host = c->irc->host;
+  if (!c->channels && !c->shutting_down && !in_the_room &&
+      !user_online(c->irc, c->user)) {
+    host->log(host, BF_LOG_INFO, "%s on %s: no channel left and the user is "
+              "offline: quitting", c->user, c->server);
+    bf_irc_conn_quit(c, "Gateway: no channel left");
+  } else {
+    bf_irc_away_update(c);
   }
 }
 
@@ -124,9 +162,12 @@ static void occupant_remove(bf_irc_channel *ch, bf_irc_occupant *o) {
 }
 
 /* IRC channel modes to MUC (Biboumi's mapping), by the highest prefix:
- * ~ owner, & and @ admin, % moderator member, + participant member. */
-static void affiliation_of(const bf_irc_conn *c, unsigned char modes,
-                           const char **affiliation, const char **role) {
+ * ~ owner, & and @ admin, % moderator member, + participant member; no
+ * prefix: participant, or visitor in a moderated (+m) channel, where only
+ * voice or more may speak (XEP-0045 §5.1.1). */
+static void affiliation_of(const bf_irc_conn *c, const bf_irc_channel *ch,
+                           unsigned char modes, const char **affiliation,
+                           const char **role) {
   const char *chars = bf_irc_prefix_chars(c);
   char prefix = 0;
   for (size_t i = 0; chars[i] && !prefix; i++) {
@@ -134,7 +175,10 @@ static void affiliation_of(const bf_irc_conn *c, unsigned char modes,
       prefix = chars[i];
   }
   switch (prefix) {
-  case 0: *affiliation = "none"; *role = "participant"; break;
+  case 0:
+    *affiliation = "none";
+    *role = ch->moderated ? "visitor" : "participant";
+    break;
   case '~': *affiliation = "owner"; *role = "moderator"; break;
   case '&':
   case '@': *affiliation = "admin"; *role = "moderator"; break;
@@ -143,33 +187,13 @@ static void affiliation_of(const bf_irc_conn *c, unsigned char modes,
   }
 }
 
-/* XEP-0421: an occupant id that stays the same across nick changes and
- * rejoins, derived from the IRC account (never the account in clear):
- * the first 16 bytes of SHA-256(server NUL account), in hex. */
-static void occupant_id(const bf_irc_nick *n, char out[33]) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned md_len = 0;
-  size_t sl = strlen(n->server), al = strlen(n->account);
-  char *in = malloc(sl + al + 1);
-  out[0] = '\0';
-  if (!in)
+/* XEP-0421: every occupant's presences and messages carry its id (n
+ * NULL: none known). */
+static void add_occupant_id(bf_xml *stanza, bf_irc_nick *n) {
+  char id[BF_IRC_OCCUPANT_ID_SIZE];
+  if (!n)
     return;
-  memcpy(in, n->server, sl);
-  in[sl] = '\0';
-  memcpy(in + sl + 1, n->account, al);
-  if (EVP_Digest(in, sl + al + 1, md, &md_len, EVP_sha256(), NULL) == 1 &&
-      md_len >= 16) {
-    for (size_t i = 0; i < 16; i++)
-      snprintf(out + 2 * i, 3, "%02x", md[i]);
-  }
-  free(in);
-}
-
-static void add_occupant_id(bf_xml *stanza, const bf_irc_nick *n) {
-  char id[33];
-  if (!n || !n->account)
-    return;
-  occupant_id(n, id);
+  bf_irc_nick_occupant_id(n, id);
   if (id[0])
     bf_xml_set_attr(bf_xml_add_child(stanza, "occupant-id", BF_IRC_NS_OCCUPANT_ID),
                     "id", id);
@@ -213,11 +237,11 @@ void bf_irc_occupant_presence(bf_irc_conn *c, bf_irc_channel *ch,
                               const char *const *codes, const char *to,
                               const char *new_nick) {
   const char *affiliation, *role;
-  affiliation_of(c, o ? o->modes : 0, &affiliation, &role);
+  affiliation_of(c, ch, o ? o->modes : 0, &affiliation, &role);
   bool gone = type && !strcmp(type, "unavailable");
   if (gone)
     role = "none";
-  const bf_irc_nick *n = o ? o->nick : NULL;
+  bf_irc_nick *n = o ? o->nick : NULL;
   char *from = occupant_jid(ch, nick);
   bf_xml *p = from ? bf_xml_new("presence", NULL) : NULL;
   bf_xml *x = p ? bf_xml_add_child(p, "x", BF_IRC_NS_MUC_USER) : NULL;
@@ -339,6 +363,7 @@ void bf_irc_on_closed(bf_irc_conn *c, const char *reason) {
   while (c->channels) {
     bf_irc_channel *ch = c->channels;
     c->channels = ch->next;
+    echoes_lost(c, ch);
     /* A room being joined fails the join; a joined one is left (332). */
     if (ch->names_done)
       leave_all(c, ch, reason, STATUS_SHUTDOWN);
@@ -365,8 +390,9 @@ void bf_irc_on_lost(bf_irc_conn *c, const char *status) {
       bf_irc_occupant_presence(c, ch, c->nick, self, NULL, status, codes, NULL, NULL);
     }
     occupants_clear(ch);
-    echoes_clear(ch);
+    echoes_lost(c, ch);
     ch->joined = ch->names_done = ch->created = false;
+    ch->rejoining = true;
   }
 }
 
@@ -487,26 +513,50 @@ static void channel_echo(bf_irc_conn *c, bf_irc_channel *ch, const char *text,
   echo_free(e);
 }
 
+/* A message waiting for its echo bounces back to the user's resources as
+ * an error with its id (RFC 6120 §8.3): condition (type: its error type)
+ * and text, borrowed. */
+static void echo_bounce(bf_irc_conn *c, bf_irc_channel *ch,
+                        const bf_irc_echo *e, const char *condition,
+                        const char *text) {
+  bf_xml *m = bf_xml_new("message", NULL);
+  bf_xml *err = m ? bf_xml_add_child(m, "error", NULL) : NULL;
+  if (err && !bf_xml_set_attr(m, "from", ch->room) &&
+      !bf_xml_set_attr(m, "type", "error") &&
+      (!e->id || !bf_xml_set_attr(m, "id", e->id)) &&
+      !bf_xml_set_attr(err, "type", bf_stanza_error_type(condition)) &&
+      bf_xml_add_child(err, condition, BF_NS_STANZAS) &&
+      bf_xml_add_text_child(err, "text", BF_NS_STANZAS, text))
+    bf_irc_send_to_members(c, ch, m, false);
+  bf_xml_free(m);
+}
+
 /* ERR_CANNOTSENDTOCHAN (+m, +n, banned): the oldest message waiting for
- * its echo bounces back to the user's resources as an error with its id
- * (RFC 6120 §8.3), once however many of its pieces are refused. */
+ * its echo bounces, once however many of its pieces are refused. */
 static void echo_refused(bf_irc_conn *c, bf_irc_channel *ch, const char *text) {
   bf_irc_echo *e = ch->echoes;
   if (!e->refused) {
     e->refused = true;
-    bf_xml *m = bf_xml_new("message", NULL);
-    bf_xml *err = m ? bf_xml_add_child(m, "error", NULL) : NULL;
-    if (err && !bf_xml_set_attr(m, "from", ch->room) &&
-        !bf_xml_set_attr(m, "type", "error") &&
-        (!e->id || !bf_xml_set_attr(m, "id", e->id)) &&
-        !bf_xml_set_attr(err, "type", "auth") &&
-        bf_xml_add_child(err, "forbidden", BF_NS_STANZAS) &&
-        bf_xml_add_text_child(err, "text", BF_NS_STANZAS, text))
-      bf_irc_send_to_members(c, ch, m, false);
-    bf_xml_free(m);
+    echo_bounce(c, ch, e, "forbidden", text);
   }
   if (--e->left == 0)
     echo_free(echo_pop(ch));
+}
+
+/* The connection is gone with messages still waiting for their echo: the
+ * server may or may not have passed them on, and will never say. Rather
+ * than reflect them as sent (the user would never know one was lost) they
+ * bounce with their id (a temporary error: the client marks them failed
+ * and the user can send them again once the room is back). */
+static void echoes_lost(bf_irc_conn *c, bf_irc_channel *ch) {
+  for (bf_irc_echo *e; (e = echo_pop(ch));) {
+    if (!e->refused)
+      echo_bounce(c, ch, e, "remote-server-timeout",
+                  "the connection to the IRC server was lost before it "
+                  "confirmed this message: it may not have reached the "
+                  "channel");
+    echo_free(e);
+  }
 }
 
 /* A message sent with echo-message waits for its echo. 0 or BF_ENOMEM. */
@@ -597,7 +647,7 @@ static void join_refused(bf_irc_conn *c, const bf_irc_msg *m,
   if (!ch || ch->joined)
     return;
   join_failed(c, ch, condition, m->params[m->n_params - 1]);
-  channel_remove(c, ch);
+  channel_lost(c, ch);
 }
 
 /* The join of every member of ch failed: an error presence from the room
@@ -635,6 +685,9 @@ bool bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *m) {
       return true;
     if (me) {
       ch->joined = true;
+      /* RPL_CHANNELMODEIS (324) says whether it is moderated. */
+      const char *params[] = {ch->name};
+      (void)bf_irc_send(c, "MODE", params, 1, false);
     } else if ((o = occupant_add(c, ch, nick, 0))) {
       /* extended-join: JOIN #chan account :realname ("*": none) */
       if ((c->caps & BF_IRC_CAP_EXTENDED_JOIN) && m->n_params >= 2)
@@ -664,8 +717,12 @@ bool bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *m) {
     o = bf_irc_occupant_find(c, ch, c->nick);
     if (!o)
       o = occupant_add(c, ch, c->nick, 0);
-    /* Alone with ops: the JOIN created the channel (XEP-0045 §10.1.1). */
-    ch->created = o && ch->n_occupants == 1 && bf_irc_is_operator(c, o);
+    /* Alone with ops: the JOIN created the channel (XEP-0045 §10.1.1),
+     * unless it is a rejoin after a reconnection (the channel was there,
+     * everyone else left while the connection was down). */
+    ch->created = !ch->rejoining && o && ch->n_occupants == 1 &&
+                  bf_irc_is_operator(c, o);
+    ch->rejoining = false;
     for (size_t i = 0; i < ch->n_members; i++) {
       send_roster(c, ch, ch->members[i].jid, ch->members[i].history);
       ch->members[i].history = 0; /* a rejoin after a reconnection: none */
@@ -740,6 +797,10 @@ bool bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *m) {
         (void)bf_irc_nick_set(&renamed->account, old->account);
       if (!renamed->away && old->away)
         (void)bf_irc_nick_set(&renamed->away, old->away);
+      if (!renamed->first_nick)
+        (void)bf_irc_nick_set(&renamed->first_nick, old->first_nick
+                                                        ? old->first_nick
+                                                        : old->name);
       old->refs++; /* kept for the next channels of the loop */
       bf_irc_nick_unref(o->nick);
       o->nick = renamed;
@@ -781,7 +842,7 @@ bool bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *m) {
                       m->n_params >= 3 ? m->params[2] : NULL, codes, NULL,
                       NULL);
     if (kicked_me)
-      channel_remove(c, ch);
+      channel_lost(c, ch);
     else if (o)
       occupant_remove(ch, o);
   } else if (!strcasecmp(cmd, "MODE") && m->n_params >= 2 &&
@@ -789,6 +850,10 @@ bool bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *m) {
     bf_irc_on_mode(c, ch, m);
   } else if (!strcasecmp(cmd, "INVITE") && m->n_params >= 2 && m->nick) {
     bf_irc_on_invite(c, m);
+  } else if (bf_irc_is_numeric(m, 324) && m->n_params >= 3 &&
+             (ch = bf_irc_channel_find(c, m->params[1]))) {
+    bf_irc_on_channel_modes(c, ch, m);
+    return false; /* still shown after a raw MODE */
   } else if (bf_irc_is_numeric(m, 5)) {
     bf_irc_on_isupport(c, m);
     return false; /* still shown after a raw command */
@@ -1101,6 +1166,8 @@ int bf_irc_message(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
         (!bf_xml_attr(stanza, "id") ||
          !bf_xml_set_attr(m, "id", bf_xml_attr(stanza, "id"))) &&
         bf_xml_add_text_child(m, "body", NULL, body)) {
+      bf_irc_occupant *self = bf_irc_occupant_find(c, ch, c->nick);
+      add_occupant_id(m, self ? self->nick : NULL);
       bf_irc_send_to_members(c, ch, m, false);
       bf_irc_history_add(irc, c->server, ch->name, c->nick, body);
     }

@@ -80,6 +80,32 @@ static bool mode_takes_param(const bf_irc_conn *c, char letter, bool add) {
 
 /* ---- MODE from IRC --------------------------------------------------------- */
 
+/* +m set or lifted: the occupants with no prefix become visitors or
+ * participants again (XEP-0045 §9.6, §9.7: a role change to everyone). */
+static void moderated_set(bf_irc_conn *c, bf_irc_channel *ch, bool moderated) {
+  if (ch->moderated == moderated)
+    return;
+  ch->moderated = moderated;
+  for (size_t i = 0; ch->names_done && i < ch->n_occupants; i++) {
+    const bf_irc_occupant *o = &ch->occupants[i];
+    if (o->modes)
+      continue;
+    bool me = !strcasecmp(o->nick->name, c->nick);
+    const char *codes[] = {me ? "110" : NULL, NULL};
+    bf_irc_occupant_presence(c, ch, o->nick->name, o, NULL, NULL, codes, NULL,
+                             NULL);
+  }
+}
+
+void bf_irc_on_channel_modes(bf_irc_conn *c, bf_irc_channel *ch,
+                             const bf_irc_msg *m) {
+  /* 324 me #chan +modes [params…] */
+  const char *modes = m->params[2];
+  const char *minus = strchr(modes, '-');
+  const char *moderated = strchr(modes, 'm');
+  moderated_set(c, ch, moderated && (!minus || moderated < minus));
+}
+
 void bf_irc_on_mode(bf_irc_conn *c, bf_irc_channel *ch, const bf_irc_msg *m) {
   /* MODE #chan +o-v+b alice bob mask: parameters taken in order by the
    * letters that have one. */
@@ -92,6 +118,10 @@ void bf_irc_on_mode(bf_irc_conn *c, bf_irc_channel *ch, const bf_irc_msg *m) {
       continue;
     }
     const char *prefix = strchr(modes, *p);
+    if (*p == 'm' && !prefix) {
+      moderated_set(c, ch, add);
+      continue;
+    }
     if (!prefix) {
       if (mode_takes_param(c, *p, add) && arg < m->n_params)
         arg++;

@@ -128,6 +128,10 @@ typedef struct bf_irc_nick {
   unsigned hash;
   char *account;               /* IRCv3 account; NULL: unknown or none */
   char *away;                  /* away message; NULL: not away */
+  char *first_nick;            /* the nick the user was first seen with,
+                                  carried over nick changes (their
+                                  occupant-id without an account); NULL:
+                                  name */
   char *server;                /* after the nick in name */
   char name[];                 /* the nick, NUL, the server, NUL */
 } bf_irc_nick;
@@ -135,6 +139,10 @@ typedef struct bf_irc_nick {
 struct bf_irc_nicks {
   bf_irc_nick **buckets;       /* a power of two of them */
   size_t n_buckets, count;
+  /* Random, drawn at the first occupant-id made from a nick: those ids
+   * cannot be computed from the nick by anyone else. */
+  unsigned char salt[16];
+  bool salted;
 };
 
 /* A channel member: 16 bytes, the nick shared. */
@@ -166,6 +174,10 @@ typedef struct bf_irc_channel {
   bool names_done;             /* end of NAMES (366) seen */
   bool created;                /* we were alone and got ops: a new channel
                                   (XEP-0045 status 201) */
+  bool rejoining;              /* joined again after a reconnection: being
+                                  alone with ops is no creation */
+  bool moderated;              /* +m: occupants without a prefix are
+                                  visitors (XEP-0045 §5.1) */
   bf_irc_occupant *occupants;
   size_t n_occupants;
   char *topic;
@@ -405,6 +417,11 @@ void bf_irc_nick_unref(bf_irc_nick *n);
 int bf_irc_nick_set(char **field, const char *value);
 /* The table itself, once every channel is freed. */
 void bf_irc_nicks_close(bf_irc_nicks *t);
+/* XEP-0421 occupant-id of n, 32 hex digits: derived from its account
+ * when known, else from its first nick and the table's salt; "" on
+ * failure. */
+#define BF_IRC_OCCUPANT_ID_SIZE 33
+void bf_irc_nick_occupant_id(bf_irc_nick *n, char out[BF_IRC_OCCUPANT_ID_SIZE]);
 
 /* irc-channel.c */
 /* The connection is registered: join the channels waiting for it. */
@@ -488,6 +505,10 @@ bool bf_irc_is_operator(const bf_irc_conn *c, const bf_irc_occupant *o);
 /* A channel MODE: occupants' roles and affiliations, the change shown in
  * the room. */
 void bf_irc_on_mode(bf_irc_conn *c, bf_irc_channel *ch, const bf_irc_msg *m);
+/* RPL_CHANNELMODEIS (324), the answer to the MODE sent on joining: the
+ * channel's modes (moderated or not). */
+void bf_irc_on_channel_modes(bf_irc_conn *c, bf_irc_channel *ch,
+                             const bf_irc_msg *m);
 /* An IRC INVITE to us: a XEP-0045 mediated invitation to the user. */
 void bf_irc_on_invite(bf_irc_conn *c, const bf_irc_msg *m);
 /* A message to the room with muc#user <invite/>s (x): INVITE each. */
