@@ -1,4 +1,5 @@
-/* IRC channels as MUC rooms (XEP-0045) and private chats.
+/* IRC channels as MUC rooms (XEP-0045); private chats are in
+ * irc-private.c.
  *
  * A room is joined per (user, channel) on the user's one connection to the
  * server; every resource of the user that joined gets the room's traffic.
@@ -408,7 +409,7 @@ void bf_irc_rooms_resend(bf_irc *irc) {
 /* IRC text (any encoding, IRC formatting) to an XMPP body; text that is
  * not UTF-8 is read as encoding (the channel's), else as c's fallback
  * charset (the server's setting; NULL: the default). */
-static char *body_of(const bf_irc_conn *c, const char *text,
+char *bf_irc_body_of(const bf_irc_conn *c, const char *text,
                      const char *encoding) {
   char *utf8 = bf_irc_to_utf8(text, strlen(text),
                               encoding ? encoding : c->encoding);
@@ -432,14 +433,14 @@ static void channel_message(bf_irc_conn *c, bf_irc_channel *ch, const char *nick
   } else if (bf_irc_ctcp_parse(text, buf, sizeof buf, &ctcp, &args)) {
     if (strcasecmp(ctcp, "ACTION") != 0)
       return; /* other CTCPs to a channel are not shown */
-    char *inner = body_of(c, args, ch->encoding);
+    char *inner = bf_irc_body_of(c, args, ch->encoding);
     size_t n = inner ? strlen(inner) + 5 : 0;
     body = inner ? malloc(n) : NULL;
     if (body)
       snprintf(body, n, "/me %s", inner); /* XEP-0245 */
     free(inner);
   } else {
-    body = body_of(c, text, ch->encoding);
+    body = bf_irc_body_of(c, text, ch->encoding);
   }
   char *from = occupant_jid(ch, nick);
   const char *msgid = msg ? bf_irc_tag_value(msg, "msgid") : NULL;
@@ -589,55 +590,6 @@ static int echo_expect(bf_irc_conn *c, bf_irc_channel *ch, const bf_xml *stanza,
   ch->n_echoes++;
   return 0;
 }
-/* A private message (or notice) from nick: a chat message from
- * nick%server@GW to the user. */
-static void private_message(bf_irc_conn *c, const char *nick, const char *text,
-                            bool notice) {
-  char buf[BF_IRC_LINE_MAX];
-  const char *ctcp = NULL, *args = NULL;
-  const bf_host *host = c->irc->host;
-  if (!bf_irc_ctcp_parse(text, buf, sizeof buf, &ctcp, &args)) {
-    ctcp = NULL;
-  } else {
-    if (notice)
-      return;
-    if (!strcasecmp(ctcp, "VERSION") || !strcasecmp(ctcp, "PING")) {
-      char reply[300];
-      snprintf(reply, sizeof reply, "\001%s %s\001", ctcp,
-               !strcasecmp(ctcp, "PING") ? args : "babelfish " BF_VERSION);
-      const char *params[] = {nick, reply};
-      (void)bf_irc_send(c, "NOTICE", params, 2, true);
-      return;
-    }
-    if (strcasecmp(ctcp, "ACTION") != 0)
-      return;
-  }
-  char *inner = body_of(c, ctcp && !strcasecmp(ctcp, "ACTION") ? args : text,
-                        NULL);
-  char *body = inner;
-  if (inner && ctcp && !strcasecmp(ctcp, "ACTION")) {
-    size_t n = strlen(inner) + 5;
-    body = malloc(n);
-    if (body)
-      snprintf(body, n, "/me %s", inner);
-    free(inner);
-  }
-  char *from = bf_irc_jid(c->irc, c->server, nick);
-  bf_xml *m = body && from ? bf_xml_new("message", NULL) : NULL;
-  if (m && !bf_xml_set_attr(m, "from", from) &&
-      !bf_xml_set_attr(m, "to", c->user) &&
-      !bf_xml_set_attr(m, "type", "chat") &&
-      bf_xml_add_text_child(m, "body", NULL, body)) {
-    int rc = host->send_durable(host, m);
-    if (rc)
-      host->log(host, BF_LOG_WARN, "could not store a private message: %s",
-                bf_strerror(rc));
-  }
-  bf_xml_free(m);
-  free(from);
-  free(body);
-}
-
 /* ERR_*: a join refused (XEP-0045 §7.2.x error conditions). */
 static void join_refused(bf_irc_conn *c, const bf_irc_msg *m,
                          const char *condition) {
@@ -734,18 +686,19 @@ bool bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *m) {
     if (!(ch = bf_irc_channel_find(c, m->params[1])))
       return true;
     free(ch->topic);
-    ch->topic = body_of(c, m->params[2], ch->encoding);
+    ch->topic = bf_irc_body_of(c, m->params[2], ch->encoding);
   } else if (!strcasecmp(cmd, "TOPIC") && m->n_params >= 2) {
     if (!(ch = bf_irc_channel_find(c, m->params[0])))
       return true;
     free(ch->topic);
-    ch->topic = body_of(c, m->params[1], ch->encoding);
+    ch->topic = bf_irc_body_of(c, m->params[1], ch->encoding);
     send_subject(c, ch, NULL, nick);
   } else if ((!strcasecmp(cmd, "PRIVMSG") || !strcasecmp(cmd, "NOTICE")) &&
              m->n_params >= 2 && m->nick) {
     if (!(ch = bf_irc_channel_find(c, m->params[0]))) {
       if (!strcasecmp(m->params[0], c->nick))
-        private_message(c, nick, m->params[1], !strcasecmp(cmd, "NOTICE"));
+        bf_irc_private_received(c, nick, m->params[1],
+                                !strcasecmp(cmd, "NOTICE"));
     } else if (me && (c->caps & BF_IRC_CAP_ECHO_MESSAGE)) {
       channel_echo(c, ch, m->params[1], m);
     } else {
@@ -902,8 +855,8 @@ static bool member_remove(bf_irc_channel *ch, const char *jid) {
   return false;
 }
 
-static void reply_error(bf_irc *irc, const bf_xml *stanza, const char *condition,
-                        const char *text) {
+void bf_irc_reply_error(bf_irc *irc, const bf_xml *stanza,
+                        const char *condition, const char *text) {
   bf_xml *err = bf_stanza_error(stanza, NULL, condition, text);
   if (err)
     (void)irc->host->send(irc->host, err);
@@ -928,26 +881,27 @@ static int join(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
                 const bf_jid *to, const bf_irc_address *a, const char *bare,
                 const char *full) {
   if (!to->resource) {
-    reply_error(irc, stanza, "jid-malformed", "join with a nick: ROOM/NICK");
+    bf_irc_reply_error(irc, stanza, "jid-malformed",
+                       "join with a nick: ROOM/NICK");
     return 0;
   }
   if (!valid_nick(to->resource)) {
-    reply_error(irc, stanza, "jid-malformed",
-                "not a valid IRC nick: letters, digits and -[]\\`^{}|_ "
-                "only, not starting with a digit or -, at most 30");
+    bf_irc_reply_error(irc, stanza, "jid-malformed",
+                       "not a valid IRC nick: letters, digits and -[]\\`^{}|_ "
+                       "only, not starting with a digit or -, at most 30");
     return 0;
   }
   (void)from;
   bf_irc_conn *c = bf_irc_conn_find(irc, bare, a->server);
   if (!c && bf_irc_conns_of(irc, bare) >= BF_IRC_SERVERS_PER_USER_MAX) {
-    reply_error(irc, stanza, "policy-violation",
-                "you are connected to as many IRC servers as this gateway "
-                "allows");
+    bf_irc_reply_error(irc, stanza, "policy-violation",
+                       "you are connected to as many IRC servers as this "
+                       "gateway allows");
     return 0;
   }
   if (!c && !(c = bf_irc_conn_get(irc, bare, a->server, to->resource))) {
-    reply_error(irc, stanza, "remote-server-not-found",
-                "cannot connect to that IRC server");
+    bf_irc_reply_error(irc, stanza, "remote-server-not-found",
+                       "cannot connect to that IRC server");
     return 0;
   }
   bf_irc_channel *ch = bf_irc_channel_find(c, a->name);
@@ -955,9 +909,9 @@ static int join(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
   for (bf_irc_channel *k = c->channels; k; k = k->next)
     n_channels++;
   if (!ch && n_channels >= BF_IRC_CHANNELS_PER_CONN_MAX) {
-    reply_error(irc, stanza, "policy-violation",
-                "you are in as many channels of this server as this gateway "
-                "allows");
+    bf_irc_reply_error(irc, stanza, "policy-violation",
+                       "you are in as many channels of this server as this "
+                       "gateway allows");
     return 0;
   }
   bool new_channel = !ch;
@@ -967,7 +921,7 @@ static int join(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
     if (!ch || !room || !(ch->name = strdup(a->name))) {
       free(room);
       free(ch);
-      reply_error(irc, stanza, "internal-server-error", NULL);
+      bf_irc_reply_error(irc, stanza, "internal-server-error", NULL);
       return 0;
     }
     ch->room = room;
@@ -993,7 +947,7 @@ static int join(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
   if (history > BF_IRC_HISTORY_MAX)
     history = BF_IRC_HISTORY_MAX;
   if (member_add(ch, full, history) != 0) {
-    reply_error(irc, stanza, "internal-server-error", NULL);
+    bf_irc_reply_error(irc, stanza, "internal-server-error", NULL);
     return 0;
   }
   bf_irc_away_update(c);
@@ -1076,47 +1030,6 @@ int bf_irc_presence(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
   return 0;
 }
 
-/* Sends text to target, one PRIVMSG per line and per piece that fits. */
-typedef struct {
-  bf_irc_conn *conn;
-  const char *target;
-  bool action;
-  int rc;
-  unsigned pieces;             /* lines sent */
-} privmsg_walk;
-
-static int send_piece(void *data, const char *piece, size_t len) {
-  privmsg_walk *w = data;
-  char text[BF_IRC_LINE_MAX + 16];
-  if (w->action)
-    snprintf(text, sizeof text, "\001ACTION %.*s\001", (int)len, piece);
-  else
-    snprintf(text, sizeof text, "%.*s", (int)len, piece);
-  const char *params[] = {w->target, text};
-  w->rc = bf_irc_send_user(w->conn, "PRIVMSG", params, 2, true);
-  w->pieces += !w->rc;
-  return w->rc;
-}
-
-/* *pieces (may be NULL): how many PRIVMSGs were sent, even on error. */
-static int privmsg(bf_irc_conn *c, const char *target, const char *body,
-                   unsigned *pieces) {
-  bool action = !strncmp(body, "/me ", 4); /* XEP-0245 */
-  privmsg_walk w = {c, target, action, 0, 0};
-  /* Room for the text as others receive it (our prefix counted), minus
-   * the CTCP framing of an action. */
-  size_t prefix = strlen(c->nick) + 1 + 10 + 1 + 63;
-  size_t room = bf_irc_text_room("PRIVMSG", target, prefix);
-  if (action)
-    room = room > 9 ? room - 9 : 0;
-  if (room < 16)
-    return BF_E2BIG;
-  int rc = bf_irc_split_text(action ? body + 4 : body, room, send_piece, &w);
-  if (pieces)
-    *pieces = w.pieces;
-  return rc ? rc : w.rc;
-}
-
 int bf_irc_message(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
                    const bf_jid *to, const bf_irc_address *a) {
   const char *type = bf_xml_attr(stanza, "type");
@@ -1130,7 +1043,7 @@ int bf_irc_message(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
   if (a->channel && !to->resource) {
     bf_irc_channel *ch = c ? bf_irc_channel_find(c, a->name) : NULL;
     if (!ch || !ch->joined || !ch->n_members) { /* n_members: kept */
-      reply_error(irc, stanza, "not-acceptable", "join the room first");
+      bf_irc_reply_error(irc, stanza, "not-acceptable", "join the room first");
       return 0;
     }
     if (subject && !body) {
@@ -1146,13 +1059,13 @@ int bf_irc_message(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
     if (!body)
       return 0; /* chat states and the like */
     unsigned pieces = 0;
-    int rc = privmsg(c, ch->name, body, &pieces);
+    int rc = bf_irc_privmsg(c, ch->name, body, &pieces);
     if (pieces && (c->caps & BF_IRC_CAP_ECHO_MESSAGE) &&
         echo_expect(c, ch, stanza, body, pieces) == 0)
       pieces = 0; /* reflected when the server echoes it */
     if (rc != 0) {
-      reply_error(irc, stanza, "resource-constraint",
-                  "the IRC server is not accepting messages now");
+      bf_irc_reply_error(irc, stanza, "resource-constraint",
+                         "the IRC server is not accepting messages now");
       return 0;
     }
     if (!pieces)
@@ -1177,31 +1090,6 @@ int bf_irc_message(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
   }
   if (!body)
     return 0;
-  /* A private chat: nick%server@GW, or room/nick (a MUC private
-   * message), both to the nick. */
-  const char *nick = a->channel ? to->resource : a->name;
-  if (!nick || !*nick) {
-    /* To the server's JID: each line is a raw IRC command (Biboumi's
-     * behaviour), e.g. "WHOIS bob" or "MODE #chan +i". */
-    if (!c || c->state != BF_IRC_ONLINE) {
-      reply_error(irc, stanza, "recipient-unavailable",
-                  "not connected to that IRC server: join one of its "
-                  "channels first");
-      return 0;
-    }
-    if (bf_irc_send_raw_text(c, body) != 0)
-      reply_error(irc, stanza, "not-acceptable",
-                  "each line must be one IRC command of at most 510 bytes");
-    return 0;
-  }
-  if (!c || c->state != BF_IRC_ONLINE) {
-    reply_error(irc, stanza, "recipient-unavailable",
-                "not connected to that IRC server: join one of its channels "
-                "first");
-    return 0;
-  }
-  if (privmsg(c, nick, body, NULL) != 0)
-    reply_error(irc, stanza, "resource-constraint",
-                "the IRC server is not accepting messages now");
-  return 0;
+  return bf_irc_private_send(irc, stanza, c, a->channel ? to->resource : a->name,
+                             body);
 }

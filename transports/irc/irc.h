@@ -4,7 +4,8 @@
  *                  scheme, SPEC "Addresses"), stanzas from XMPP
  *   irc-server.c   one IRC connection per (user, IRC server): resolve,
  *                  connect, register, read and write lines, keepalive
- *   irc-channel.c  channels as MUC rooms (XEP-0045) and private chats
+ *   irc-channel.c  channels as MUC rooms (XEP-0045)
+ *   irc-private.c  private chats, raw commands, text to PRIVMSG lines
  *   irc-bouncer.c  persistent channels: kept while the user is away,
  *                  restored at start-up
  *   irc-muc-admin.c  MODE to roles and affiliations, MUC admin requests,
@@ -496,6 +497,33 @@ void bf_irc_occupant_presence(bf_irc_conn *c, bf_irc_channel *ch,
 /* A groupchat message from the room itself (a status line: modes, bans),
  * text borrowed. */
 void bf_irc_room_notice(bf_irc_conn *c, bf_irc_channel *ch, const char *text);
+
+/* irc-channel.c, shared with irc-private.c */
+/* IRC text (any encoding, IRC formatting) to an XMPP body, malloc'd (NULL
+ * on ENOMEM); encoding: the charset of text that is not UTF-8, NULL: the
+ * connection's. */
+char *bf_irc_body_of(const bf_irc_conn *c, const char *text,
+                     const char *encoding);
+/* An error reply to stanza (borrowed), text may be NULL. */
+void bf_irc_reply_error(bf_irc *irc, const bf_xml *stanza,
+                        const char *condition, const char *text);
+
+/* irc-private.c */
+/* body (borrowed) to target (a channel or a nick), one PRIVMSG per line
+ * and per piece under the line limit; `/me ` becomes a CTCP ACTION.
+ * *pieces (may be NULL): how many PRIVMSGs were sent, even on error. 0,
+ * BF_E2BIG or bf_irc_send_user's error. */
+int bf_irc_privmsg(bf_irc_conn *c, const char *target, const char *body,
+                   unsigned *pieces);
+/* A PRIVMSG or NOTICE from nick to us: a chat message from
+ * nick%server@GW to the user (CTCP VERSION and PING answered). */
+void bf_irc_private_received(bf_irc_conn *c, const char *nick,
+                             const char *text, bool notice);
+/* A chat message body from the user to nick (NULL or "": the server's
+ * JID, where each line is a raw command) on c (NULL: not connected).
+ * Always 0: errors are replied to stanza. */
+int bf_irc_private_send(bf_irc *irc, const bf_xml *stanza, bf_irc_conn *c,
+                        const char *nick, const char *body);
 
 /* irc-muc-admin.c */
 /* RPL_ISUPPORT: PREFIX and CHANMODES kept on c. */
