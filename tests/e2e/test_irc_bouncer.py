@@ -6,6 +6,7 @@ missed replayed on the way back (no new JOIN), AWAY while away, private
 messages kept by the XMPP server, connections restored at start-up
 without the user, unregistration, and a channel's own encoding."""
 import os
+import re
 import sqlite3
 import time
 
@@ -274,6 +275,56 @@ class IrcBouncerTest(E2ETestCase):
         self.bob.wait_command("QUIT", lambda p: irc_nick(p[1]) == "alice")
         self.assertEqual(self.rows("SELECT count(*) FROM irc_channel_settings "
                                    "WHERE user = 'alice@localhost'")[0][0], 0)
+
+    def test_kicked_or_refused_while_offline_quits(self):
+        """A kept channel is all alice's connection has while she is
+        offline: a KICK, or a ban that refuses its rejoin at start-up,
+        ends the connection (QUIT) instead of leaving it open with no
+        channel forever; the channel stays persistent in her settings and
+        is not joined again in a loop."""
+        alice = roster_client(self.lab, self.prosody, "alice", "pc")
+        mark = self.bf.mark()
+        self.register(alice)
+        self.bf.wait_log(r"session of alice@localhost starts", since=mark)
+        _, cmd = self.configure(alice, "#test", {"persistent": "1"})
+        self.assertEqual(cmd.get("status"), "completed")
+        self.join(alice, "#test", "alice")
+        mark = self.bf.mark()
+        alice.disconnect()
+        self.bf.wait_log(r"session of alice@localhost ends", since=mark)
+        self.assertIn("XMPP", self.wait_away("alice"))
+
+        # bob made #test, so he is its operator: he kicks her.
+        mark = self.bf.mark()
+        self.bob.send("KICK #test alice :not while you are away")
+        self.bf.wait_log(r"alice@localhost on localhost: no channel left and "
+                         r"the user is offline: quitting", since=mark)
+        self.wait_quit_of("alice")
+        persistent = ("SELECT value FROM irc_channel_settings WHERE user = "
+                      "'alice@localhost' AND channel = '#test' AND var = "
+                      "'persistent'")
+        self.assertEqual(self.rows(persistent), [("1",)])
+
+        # Banned, then babelfish restarts: the restored connection's JOIN
+        # is refused (474) and it QUITs, once.
+        self.bob.send("MODE #test +b alice!*@*")
+        self.bob.wait_command("MODE", lambda p: p[3] == ["#test", "+b",
+                                                          "alice!*@*"])
+        rc, _ = self.bf.stop()
+        self.assertEqual(rc, 0)
+        joins = self.bob.mark()
+        self.bf = self.start()
+        self.bf.wait_log(r"restored 1 IRC connections, 0 to go")
+        self.bf.wait_log(r"alice@localhost on localhost: no channel left and "
+                         r"the user is offline: quitting")
+        self.wait_quit_of("alice")
+        self.bob.pump(3.0)  # a reconnection would come within 1-2 s
+        self.assertEqual(len(re.findall(r"no channel left",
+                                        self.bf.log_text())), 1)
+        self.assertFalse([l for l in self.bob.lines[joins:]
+                          if l.startswith(":alice!") and " JOIN " in l],
+                         "alice joined again")
+        self.assertEqual(self.rows(persistent), [("1",)])
 
     def test_restore_is_staggered(self):
         """30 users with a persistent channel: 25 connect at the first

@@ -30,12 +30,12 @@ def item(el):
 
 
 class MucCase(E2ETestCase):
-    def start(self, ircd):
+    def start(self, ircd, **section):
         self.ircd = ircd
+        section.update({"transport": "irc", "domain": GW, "secret": "s3cret",
+                        "irc_ports": self.ircd.port})
         self.bf = self.lab.babelfish(babelfish_config(
-            self.lab, self.prosody,
-            {"irc": {"transport": "irc", "domain": GW, "secret": "s3cret",
-                     "irc_ports": self.ircd.port}}))
+            self.lab, self.prosody, {"irc": section}))
         self.prosody.wait_auth(GW, daemon=self.bf)
         self.alice = self.lab.client(self.prosody, "alice")
 
@@ -213,6 +213,118 @@ class IrcMucTest(MucCase):
                          "dave invites you to #elsewhere")
 
 
+    def test_kicked_or_refused_online_keeps_the_connection(self):
+        """Kicked from her only channel, then refused on the way back
+        (banned), alice is still online: the connection stays (raw
+        commands to the server's JID still work), as in Biboumi."""
+        bob = self.lab.irc_client(self.ircd, "bob")
+        bob.join("#k")
+        self.join("#k")
+        bob.wait_command("JOIN", lambda p: irc_nick(p[1]) == "alice")
+        bob.send("MODE #k +b alice!*@*")
+        bob.send("KICK #k alice :out")
+        pres = self.presence_of("#k", "alice", lambda el:
+                                el.get("type") == "unavailable")
+        self.assertEqual(codes(pres), {"110", "307"})
+        self.assertEqual(child_text(pres, "status"), "out")
+        self.alice.send_raw("<presence to='%s/alice'><x xmlns='%s'/></presence>"
+                            % (room("#k"), NS_MUC))
+        err = self.alice.wait_stanza(lambda el: el.tag == q("presence")
+                                     and el.get("type") == "error",
+                                     what="the refused rejoin")
+        self.assertEqual(stanza_error(err)[1], "forbidden")
+        self.alice.send_raw("<message to='localhost@%s' type='chat'><body>"
+                            "PRIVMSG bob :still connected</body></message>"
+                            % GW)
+        bob.wait_command("PRIVMSG", lambda p: irc_nick(p[1]) == "alice"
+                         and p[3] == ["bob", "still connected"])
+        self.assertNotRegex(self.bf.log_text(), r"no channel left")
+
+    def test_rejoin_after_reconnection_is_no_creation(self):
+        """201 is for a channel the join created: not for the rejoin
+        after the IRC server restarted, alone in the channel again."""
+        self.assertEqual(codes(self.join("#solo")), {"110", "201"})
+        self.ircd.restart()
+        self.presence_of("#solo", "alice", lambda el: "reconnecting"
+                         in (child_text(el, "status") or ""))
+        pres = self.alice.wait_stanza(
+            lambda el: el.tag == q("presence")
+            and el.get("from") == room("#solo") + "/alice"
+            and el.get("type") is None and child_text(el, "status") is None,
+            timeout=20, what="self-presence after the rejoin")
+        self.assertEqual(codes(pres), {"110"})
+        self.assertEqual(item(pres).get("role"), "moderator")
+
+    def test_occupant_ids_without_accounts(self):
+        """XEP-0421 on a server without accounts: the room says so in
+        disco#info, and every occupant (alice too) has an id, from a
+        salted hash of their nick, kept across a nick change."""
+        info = self.alice.iq(room("#ids"), "<query xmlns='%s'/>"
+                             % "http://jabber.org/protocol/disco#info")
+        features = {f.get("var") for f in info.iter(
+            "{http://jabber.org/protocol/disco#info}feature")}
+        self.assertIn(NS_OCCUPANT_ID, features)
+        pres = self.join("#ids")
+        own = pres.find("{%s}occupant-id" % NS_OCCUPANT_ID).get("id")
+        self.assertRegex(own, r"^[0-9a-f]{32}$")
+        bob = self.lab.irc_client(self.ircd, "bob")
+        bob.join("#ids")
+        bob_id = self.presence_of("#ids", "bob").find(
+            "{%s}occupant-id" % NS_OCCUPANT_ID).get("id")
+        self.assertRegex(bob_id, r"^[0-9a-f]{32}$")
+        self.assertNotEqual(bob_id, own)
+        bob.send("NICK bobby")
+        pres = self.presence_of("#ids", "bobby", lambda el:
+                                el.get("type") is None)
+        self.assertEqual(pres.find("{%s}occupant-id" % NS_OCCUPANT_ID)
+                         .get("id"), bob_id)
+        bob.privmsg("#ids", "hi")
+        msg = self.alice.wait_message(from_=room("#ids") + "/bobby")
+        self.assertEqual(msg.find("{%s}occupant-id" % NS_OCCUPANT_ID)
+                         .get("id"), bob_id)
+        # Her own reflected message (no echo-message here) has hers.
+        self.alice.send_raw("<message to='%s' type='groupchat'><body>yo"
+                            "</body></message>" % room("#ids"))
+        msg = self.alice.wait_message(from_=room("#ids") + "/alice")
+        self.assertEqual(msg.find("{%s}occupant-id" % NS_OCCUPANT_ID)
+                         .get("id"), own)
+
+    def test_moderated_channel_visitors(self):
+        """+m: occupants without voice are visitors, on the roster of a
+        channel already moderated and when +m/-m/+v change it."""
+        bob, carol = self.lab.irc_clients(self.ircd, ["bob", "carol"])
+        bob.join("#mod")
+        carol.join("#mod")
+        bob.send("MODE #mod +m")
+        bob.wait_command("MODE", lambda p: p[3] == ["#mod", "+m"])
+        self.join("#mod")
+        # The roster came before the channel's modes (324): then a role
+        # change to visitor for her and carol, bob stays moderator.
+        pres = self.presence_of("#mod", "alice", lambda el:
+                                item(el).get("role") == "visitor")
+        self.assertIn("110", codes(pres))
+        self.presence_of("#mod", "carol", lambda el:
+                         item(el).get("role") == "visitor")
+        bob.send("MODE #mod +v carol")
+        self.presence_of("#mod", "carol", lambda el:
+                         item(el).get("role") == "participant"
+                         and item(el).get("affiliation") == "member")
+        bob.send("MODE #mod -m")
+        pres = self.presence_of("#mod", "alice", lambda el:
+                                item(el).get("role") == "participant"
+                                and "110" in codes(el))
+        self.assertEqual(item(pres).get("affiliation"), "none")
+        bob.send("MODE #mod +m")
+        self.presence_of("#mod", "alice", lambda el:
+                         item(el).get("role") == "visitor")
+        # carol, voiced, is no visitor: no presence of hers for +m.
+        self.alice.pump(0.5)
+        self.assertFalse([el for el in self.alice.inbox
+                          if el.get("from") == room("#mod") + "/carol"
+                          and item(el) is not None
+                          and item(el).get("role") == "visitor"])
+
+
 class IrcMucV3Test(MucCase):
     """Against InspIRCd 3 + Atheme: echo-message, away-notify,
     account-notify, extended-join."""
@@ -288,12 +400,14 @@ class IrcMucV3Test(MucCase):
         erin = self.lab.irc_client(self.ircd, "erin")
         erin.join("#acct")
         pres = self.presence_of("#acct", "erin")
-        self.assertIsNone(pres.find("{%s}occupant-id" % NS_OCCUPANT_ID))
+        # No account yet: an id from her nick, replaced by the account's.
+        nick_id = pres.find("{%s}occupant-id" % NS_OCCUPANT_ID).get("id")
+        self.assertRegex(nick_id, r"^[0-9a-f]{32}$")
         erin.privmsg("NickServ", "IDENTIFY pw-erin-123")
         pres = self.presence_of("#acct", "erin")
         self.assertEqual(child_text(pres, "status"), "logged in as erin")
         erin_id = pres.find("{%s}occupant-id" % NS_OCCUPANT_ID).get("id")
-        self.assertNotEqual(erin_id, dave_id.get("id"))
+        self.assertNotIn(erin_id, (dave_id.get("id"), nick_id))
         # The id follows the account across a nick change.
         erin.send("NICK erin2")
         pres = self.presence_of("#acct", "erin2", lambda el:
@@ -314,6 +428,49 @@ class IrcMucV3Test(MucCase):
         msg = self.alice.wait_message(from_=room("#acct") + "/dave")
         self.assertEqual(msg.find("{%s}occupant-id" % NS_OCCUPANT_ID).get("id"),
                          dave_id.get("id"))
+
+
+
+class IrcMucEchoLostTest(MucCase):
+    """InspIRCd (echo-message) with flood control at 1 line a second, so
+    that messages are still waiting for their echo when the IRC server
+    goes away."""
+
+    def setUp(self):
+        self.lab = Lab("irc-muc-echo-lost")
+        self.prosody = self.lab.prosody({GW: "s3cret"})
+        self.start(self.lab.inspircd(services=False), irc_throttle=1)
+
+    def test_unconfirmed_messages_bounce_on_reconnection(self):
+        dave = self.lab.irc_client(self.ircd, "dave")
+        dave.join("#lost")
+        self.join("#lost")
+        dave.wait_command("JOIN", lambda p: irc_nick(p[1]) == "alice")
+        ids = ["lost-%d" % i for i in range(6)]
+        for i in ids:
+            self.alice.send_raw("<message to='%s' type='groupchat' id='%s'>"
+                                "<body>%s</body></message>" % (room("#lost"), i, i))
+        self.alice.wait_message(from_=room("#lost") + "/alice")  # one echo
+        self.ircd.stop()
+        # Every message is either reflected (echoed) or bounced with its
+        # id and a temporary error: none is lost without a word.
+        outcome = {}
+        deadline = time.monotonic() + 10
+        while len(outcome) < len(ids) - 1 and time.monotonic() < deadline:
+            self.alice.pump(0.2)
+            for el in list(self.alice.inbox):
+                if el.tag == q("message") and el.get("id") in ids:
+                    self.alice.inbox.remove(el)
+                    outcome[el.get("id")] = el
+        self.assertEqual(len(outcome), len(ids) - 1, sorted(outcome))
+        bounced = [el for el in outcome.values() if el.get("type") == "error"]
+        self.assertTrue(bounced, "nothing was waiting for its echo")
+        for el in bounced:
+            self.assertEqual(el.get("from"), room("#lost"))
+            self.assertEqual(stanza_error(el)[:2],
+                             ("wait", "remote-server-timeout"))
+        report("%d of %d messages bounced when the IRC server went away",
+               len(bounced), len(ids))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-/* IRC channels as MUC rooms (XEP-0045) and private chats.
+/* IRC channels as MUC rooms (XEP-0045); private chats are in
+ * irc-private.c.
  *
  * A room is joined per (user, channel) on the user's one connection to the
  * server; every resource of the user that joined gets the room's traffic.
@@ -17,8 +18,6 @@
 
 #include "irc-text.h"
 
-#include <openssl/evp.h>
-
 /* XEP-0045 §15.6 status codes. */
 #define STATUS_SELF "110"
 #define STATUS_CREATED "201"
@@ -28,6 +27,7 @@
 #define STATUS_SHUTDOWN "332"
 
 static void echoes_clear(bf_irc_channel *ch);
+static void echoes_lost(bf_irc_conn *c, bf_irc_channel *ch);
 
 /* Drops every occupant (their nicks' references with them). */
 static void occupants_clear(bf_irc_channel *ch) {
@@ -66,6 +66,45 @@ static void channel_remove(bf_irc_conn *c, bf_irc_channel *ch) {
       bf_irc_channel_free(ch);
       return;
     }
+  }
+}
+
+/* Whether a resource of the user is online: the core tracks the
+ * presence of registered users; anyone else is only seen in rooms (their
+ * directed presence), on any of their connections. */
+static bool user_online(const bf_irc *irc, const char *user) {
+  const char *const *resources;
+  if (irc->host->user_resources(irc->host, user, &resources) > 0)
+    return true;
+  for (const bf_irc_conn *c = irc->conns; c; c = c->next) {
+    for (const bf_irc_channel *ch = c->channels; ch; ch = ch->next) {
+      if (ch->n_members && !strcmp(c->user, user))
+        return true;
+    }
+  }
+  return false;
+}
+
+/* IRC took ch away without the user leaving it (a KICK, a refused join
+ * or rejoin): it goes, even when persistent (the setting stays: it is
+ * joined again when the user joins the room, or at babelfish's next
+ * start, never in a loop behind a ban or a kick). Its connection's last
+ * channel gone: with the user online (in the room that went, say), the
+ * connection stays for raw commands to the server's JID, as in Biboumi,
+ * where only leaving the last room ends it (it ends when the user goes
+ * offline); with nobody online (bouncer mode) nothing else would ever end
+ * it, so it QUITs. */
+static void channel_lost(bf_irc_conn *c, bf_irc_channel *ch) {
+  bool in_the_room = ch->n_members > 0;
+  channel_remove(c, ch);
+  const bf_host *host = c->irc->host;
+  if (!c->channels && !c->shutting_down && !in_the_room &&
+      !user_online(c->irc, c->user)) {
+    host->log(host, BF_LOG_INFO, "%s on %s: no channel left and the user is "
+              "offline: quitting", c->user, c->server);
+    bf_irc_conn_quit(c, "Gateway: no channel left");
+  } else {
+    bf_irc_away_update(c);
   }
 }
 
@@ -124,9 +163,12 @@ static void occupant_remove(bf_irc_channel *ch, bf_irc_occupant *o) {
 }
 
 /* IRC channel modes to MUC (Biboumi's mapping), by the highest prefix:
- * ~ owner, & and @ admin, % moderator member, + participant member. */
-static void affiliation_of(const bf_irc_conn *c, unsigned char modes,
-                           const char **affiliation, const char **role) {
+ * ~ owner, & and @ admin, % moderator member, + participant member; no
+ * prefix: participant, or visitor in a moderated (+m) channel, where only
+ * voice or more may speak (XEP-0045 §5.1.1). */
+static void affiliation_of(const bf_irc_conn *c, const bf_irc_channel *ch,
+                           unsigned char modes, const char **affiliation,
+                           const char **role) {
   const char *chars = bf_irc_prefix_chars(c);
   char prefix = 0;
   for (size_t i = 0; chars[i] && !prefix; i++) {
@@ -134,7 +176,10 @@ static void affiliation_of(const bf_irc_conn *c, unsigned char modes,
       prefix = chars[i];
   }
   switch (prefix) {
-  case 0: *affiliation = "none"; *role = "participant"; break;
+  case 0:
+    *affiliation = "none";
+    *role = ch->moderated ? "visitor" : "participant";
+    break;
   case '~': *affiliation = "owner"; *role = "moderator"; break;
   case '&':
   case '@': *affiliation = "admin"; *role = "moderator"; break;
@@ -143,33 +188,13 @@ static void affiliation_of(const bf_irc_conn *c, unsigned char modes,
   }
 }
 
-/* XEP-0421: an occupant id that stays the same across nick changes and
- * rejoins, derived from the IRC account (never the account in clear):
- * the first 16 bytes of SHA-256(server NUL account), in hex. */
-static void occupant_id(const bf_irc_nick *n, char out[33]) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned md_len = 0;
-  size_t sl = strlen(n->server), al = strlen(n->account);
-  char *in = malloc(sl + al + 1);
-  out[0] = '\0';
-  if (!in)
+/* XEP-0421: every occupant's presences and messages carry its id (n
+ * NULL: none known). */
+static void add_occupant_id(bf_xml *stanza, bf_irc_nick *n) {
+  char id[BF_IRC_OCCUPANT_ID_SIZE];
+  if (!n)
     return;
-  memcpy(in, n->server, sl);
-  in[sl] = '\0';
-  memcpy(in + sl + 1, n->account, al);
-  if (EVP_Digest(in, sl + al + 1, md, &md_len, EVP_sha256(), NULL) == 1 &&
-      md_len >= 16) {
-    for (size_t i = 0; i < 16; i++)
-      snprintf(out + 2 * i, 3, "%02x", md[i]);
-  }
-  free(in);
-}
-
-static void add_occupant_id(bf_xml *stanza, const bf_irc_nick *n) {
-  char id[33];
-  if (!n || !n->account)
-    return;
-  occupant_id(n, id);
+  bf_irc_nick_occupant_id(n, id);
   if (id[0])
     bf_xml_set_attr(bf_xml_add_child(stanza, "occupant-id", BF_IRC_NS_OCCUPANT_ID),
                     "id", id);
@@ -213,11 +238,11 @@ void bf_irc_occupant_presence(bf_irc_conn *c, bf_irc_channel *ch,
                               const char *const *codes, const char *to,
                               const char *new_nick) {
   const char *affiliation, *role;
-  affiliation_of(c, o ? o->modes : 0, &affiliation, &role);
+  affiliation_of(c, ch, o ? o->modes : 0, &affiliation, &role);
   bool gone = type && !strcmp(type, "unavailable");
   if (gone)
     role = "none";
-  const bf_irc_nick *n = o ? o->nick : NULL;
+  bf_irc_nick *n = o ? o->nick : NULL;
   char *from = occupant_jid(ch, nick);
   bf_xml *p = from ? bf_xml_new("presence", NULL) : NULL;
   bf_xml *x = p ? bf_xml_add_child(p, "x", BF_IRC_NS_MUC_USER) : NULL;
@@ -339,6 +364,7 @@ void bf_irc_on_closed(bf_irc_conn *c, const char *reason) {
   while (c->channels) {
     bf_irc_channel *ch = c->channels;
     c->channels = ch->next;
+    echoes_lost(c, ch);
     /* A room being joined fails the join; a joined one is left (332). */
     if (ch->names_done)
       leave_all(c, ch, reason, STATUS_SHUTDOWN);
@@ -365,8 +391,9 @@ void bf_irc_on_lost(bf_irc_conn *c, const char *status) {
       bf_irc_occupant_presence(c, ch, c->nick, self, NULL, status, codes, NULL, NULL);
     }
     occupants_clear(ch);
-    echoes_clear(ch);
+    echoes_lost(c, ch);
     ch->joined = ch->names_done = ch->created = false;
+    ch->rejoining = true;
   }
 }
 
@@ -382,7 +409,7 @@ void bf_irc_rooms_resend(bf_irc *irc) {
 /* IRC text (any encoding, IRC formatting) to an XMPP body; text that is
  * not UTF-8 is read as encoding (the channel's), else as c's fallback
  * charset (the server's setting; NULL: the default). */
-static char *body_of(const bf_irc_conn *c, const char *text,
+char *bf_irc_body_of(const bf_irc_conn *c, const char *text,
                      const char *encoding) {
   char *utf8 = bf_irc_to_utf8(text, strlen(text),
                               encoding ? encoding : c->encoding);
@@ -399,10 +426,10 @@ char *bf_irc_channel_body(const bf_irc_conn *c, const bf_irc_channel *ch,
   const char *ctcp, *args;
   const char *encoding = ch ? ch->encoding : NULL;
   if (!bf_irc_ctcp_parse(text, buf, sizeof buf, &ctcp, &args))
-    return body_of(c, text, encoding);
+    return bf_irc_body_of(c, text, encoding);
   if (strcasecmp(ctcp, "ACTION") != 0)
     return NULL; /* other CTCPs to a channel are not shown */
-  char *inner = body_of(c, args, encoding);
+  char *inner = bf_irc_body_of(c, args, encoding);
   size_t n = inner ? strlen(inner) + 5 : 0;
   char *body = inner ? malloc(n) : NULL;
   if (body)
@@ -494,26 +521,50 @@ static void channel_echo(bf_irc_conn *c, bf_irc_channel *ch, const char *text,
   echo_free(e);
 }
 
+/* A message waiting for its echo bounces back to the user's resources as
+ * an error with its id (RFC 6120 §8.3): condition (type: its error type)
+ * and text, borrowed. */
+static void echo_bounce(bf_irc_conn *c, bf_irc_channel *ch,
+                        const bf_irc_echo *e, const char *condition,
+                        const char *text) {
+  bf_xml *m = bf_xml_new("message", NULL);
+  bf_xml *err = m ? bf_xml_add_child(m, "error", NULL) : NULL;
+  if (err && !bf_xml_set_attr(m, "from", ch->room) &&
+      !bf_xml_set_attr(m, "type", "error") &&
+      (!e->id || !bf_xml_set_attr(m, "id", e->id)) &&
+      !bf_xml_set_attr(err, "type", bf_stanza_error_type(condition)) &&
+      bf_xml_add_child(err, condition, BF_NS_STANZAS) &&
+      bf_xml_add_text_child(err, "text", BF_NS_STANZAS, text))
+    bf_irc_send_to_members(c, ch, m, false);
+  bf_xml_free(m);
+}
+
 /* ERR_CANNOTSENDTOCHAN (+m, +n, banned): the oldest message waiting for
- * its echo bounces back to the user's resources as an error with its id
- * (RFC 6120 §8.3), once however many of its pieces are refused. */
+ * its echo bounces, once however many of its pieces are refused. */
 static void echo_refused(bf_irc_conn *c, bf_irc_channel *ch, const char *text) {
   bf_irc_echo *e = ch->echoes;
   if (!e->refused) {
     e->refused = true;
-    bf_xml *m = bf_xml_new("message", NULL);
-    bf_xml *err = m ? bf_xml_add_child(m, "error", NULL) : NULL;
-    if (err && !bf_xml_set_attr(m, "from", ch->room) &&
-        !bf_xml_set_attr(m, "type", "error") &&
-        (!e->id || !bf_xml_set_attr(m, "id", e->id)) &&
-        !bf_xml_set_attr(err, "type", "auth") &&
-        bf_xml_add_child(err, "forbidden", BF_NS_STANZAS) &&
-        bf_xml_add_text_child(err, "text", BF_NS_STANZAS, text))
-      bf_irc_send_to_members(c, ch, m, false);
-    bf_xml_free(m);
+    echo_bounce(c, ch, e, "forbidden", text);
   }
   if (--e->left == 0)
     echo_free(echo_pop(ch));
+}
+
+/* The connection is gone with messages still waiting for their echo: the
+ * server may or may not have passed them on, and will never say. Rather
+ * than reflect them as sent (the user would never know one was lost) they
+ * bounce with their id (a temporary error: the client marks them failed
+ * and the user can send them again once the room is back). */
+static void echoes_lost(bf_irc_conn *c, bf_irc_channel *ch) {
+  for (bf_irc_echo *e; (e = echo_pop(ch));) {
+    if (!e->refused)
+      echo_bounce(c, ch, e, "remote-server-timeout",
+                  "the connection to the IRC server was lost before it "
+                  "confirmed this message: it may not have reached the "
+                  "channel");
+    echo_free(e);
+  }
 }
 
 /* A message sent with echo-message waits for its echo. 0 or BF_ENOMEM. */
@@ -546,55 +597,6 @@ static int echo_expect(bf_irc_conn *c, bf_irc_channel *ch, const bf_xml *stanza,
   ch->n_echoes++;
   return 0;
 }
-/* A private message (or notice) from nick: a chat message from
- * nick%server@GW to the user. */
-static void private_message(bf_irc_conn *c, const char *nick, const char *text,
-                            bool notice) {
-  char buf[BF_IRC_LINE_MAX];
-  const char *ctcp = NULL, *args = NULL;
-  const bf_host *host = c->irc->host;
-  if (!bf_irc_ctcp_parse(text, buf, sizeof buf, &ctcp, &args)) {
-    ctcp = NULL;
-  } else {
-    if (notice)
-      return;
-    if (!strcasecmp(ctcp, "VERSION") || !strcasecmp(ctcp, "PING")) {
-      char reply[300];
-      snprintf(reply, sizeof reply, "\001%s %s\001", ctcp,
-               !strcasecmp(ctcp, "PING") ? args : "babelfish " BF_VERSION);
-      const char *params[] = {nick, reply};
-      (void)bf_irc_send(c, "NOTICE", params, 2, true);
-      return;
-    }
-    if (strcasecmp(ctcp, "ACTION") != 0)
-      return;
-  }
-  char *inner = body_of(c, ctcp && !strcasecmp(ctcp, "ACTION") ? args : text,
-                        NULL);
-  char *body = inner;
-  if (inner && ctcp && !strcasecmp(ctcp, "ACTION")) {
-    size_t n = strlen(inner) + 5;
-    body = malloc(n);
-    if (body)
-      snprintf(body, n, "/me %s", inner);
-    free(inner);
-  }
-  char *from = bf_irc_jid(c->irc, c->server, nick);
-  bf_xml *m = body && from ? bf_xml_new("message", NULL) : NULL;
-  if (m && !bf_xml_set_attr(m, "from", from) &&
-      !bf_xml_set_attr(m, "to", c->user) &&
-      !bf_xml_set_attr(m, "type", "chat") &&
-      bf_xml_add_text_child(m, "body", NULL, body)) {
-    int rc = host->send_durable(host, m);
-    if (rc)
-      host->log(host, BF_LOG_WARN, "could not store a private message: %s",
-                bf_strerror(rc));
-  }
-  bf_xml_free(m);
-  free(from);
-  free(body);
-}
-
 /* ERR_*: a join refused (XEP-0045 §7.2.x error conditions). */
 static void join_refused(bf_irc_conn *c, const bf_irc_msg *m,
                          const char *condition) {
@@ -604,7 +606,7 @@ static void join_refused(bf_irc_conn *c, const bf_irc_msg *m,
   if (!ch || ch->joined)
     return;
   join_failed(c, ch, condition, m->params[m->n_params - 1]);
-  channel_remove(c, ch);
+  channel_lost(c, ch);
 }
 
 /* The join of every member of ch failed: an error presence from the room
@@ -654,6 +656,9 @@ bool bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *m) {
       return true;
     if (me) {
       ch->joined = true;
+      /* RPL_CHANNELMODEIS (324) says whether it is moderated. */
+      const char *params[] = {ch->name};
+      (void)bf_irc_send(c, "MODE", params, 1, false);
     } else if ((o = occupant_add(c, ch, nick, 0))) {
       /* extended-join: JOIN #chan account :realname ("*": none) */
       if ((c->caps & BF_IRC_CAP_EXTENDED_JOIN) && m->n_params >= 2)
@@ -683,26 +688,31 @@ bool bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *m) {
     o = bf_irc_occupant_find(c, ch, c->nick);
     if (!o)
       o = occupant_add(c, ch, c->nick, 0);
-    /* Alone with ops: the JOIN created the channel (XEP-0045 §10.1.1). */
-    ch->created = o && ch->n_occupants == 1 && bf_irc_is_operator(c, o);
+    /* Alone with ops: the JOIN created the channel (XEP-0045 §10.1.1),
+     * unless it is a rejoin after a reconnection (the channel was there,
+     * everyone else left while the connection was down). */
+    ch->created = !ch->rejoining && o && ch->n_occupants == 1 &&
+                  bf_irc_is_operator(c, o);
+    ch->rejoining = false;
     if (!bf_irc_history_wait(c, ch))
       bf_irc_room_entered(c, ch);
   } else if (bf_irc_is_numeric(m, 332) && m->n_params >= 3) {
     if (!(ch = bf_irc_channel_find(c, m->params[1])))
       return true;
     free(ch->topic);
-    ch->topic = body_of(c, m->params[2], ch->encoding);
+    ch->topic = bf_irc_body_of(c, m->params[2], ch->encoding);
   } else if (!strcasecmp(cmd, "TOPIC") && m->n_params >= 2) {
     if (!(ch = bf_irc_channel_find(c, m->params[0])))
       return true;
     free(ch->topic);
-    ch->topic = body_of(c, m->params[1], ch->encoding);
+    ch->topic = bf_irc_body_of(c, m->params[1], ch->encoding);
     send_subject(c, ch, NULL, nick);
   } else if ((!strcasecmp(cmd, "PRIVMSG") || !strcasecmp(cmd, "NOTICE")) &&
              m->n_params >= 2 && m->nick) {
     if (!(ch = bf_irc_channel_find(c, m->params[0]))) {
       if (!strcasecmp(m->params[0], c->nick))
-        private_message(c, nick, m->params[1], !strcasecmp(cmd, "NOTICE"));
+        bf_irc_private_received(c, nick, m->params[1],
+                                !strcasecmp(cmd, "NOTICE"));
     } else if (me && (c->caps & BF_IRC_CAP_ECHO_MESSAGE)) {
       channel_echo(c, ch, m->params[1], m);
     } else {
@@ -754,6 +764,10 @@ bool bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *m) {
         (void)bf_irc_nick_set(&renamed->account, old->account);
       if (!renamed->away && old->away)
         (void)bf_irc_nick_set(&renamed->away, old->away);
+      if (!renamed->first_nick)
+        (void)bf_irc_nick_set(&renamed->first_nick, old->first_nick
+                                                        ? old->first_nick
+                                                        : old->name);
       old->refs++; /* kept for the next channels of the loop */
       bf_irc_nick_unref(o->nick);
       o->nick = renamed;
@@ -795,7 +809,7 @@ bool bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *m) {
                       m->n_params >= 3 ? m->params[2] : NULL, codes, NULL,
                       NULL);
     if (kicked_me)
-      channel_remove(c, ch);
+      channel_lost(c, ch);
     else if (o)
       occupant_remove(ch, o);
   } else if (!strcasecmp(cmd, "MODE") && m->n_params >= 2 &&
@@ -803,6 +817,10 @@ bool bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *m) {
     bf_irc_on_mode(c, ch, m);
   } else if (!strcasecmp(cmd, "INVITE") && m->n_params >= 2 && m->nick) {
     bf_irc_on_invite(c, m);
+  } else if (bf_irc_is_numeric(m, 324) && m->n_params >= 3 &&
+             (ch = bf_irc_channel_find(c, m->params[1]))) {
+    bf_irc_on_channel_modes(c, ch, m);
+    return false; /* still shown after a raw MODE */
   } else if (bf_irc_is_numeric(m, 5)) {
     bf_irc_on_isupport(c, m);
     return false; /* still shown after a raw command */
@@ -851,8 +869,8 @@ static bool member_remove(bf_irc_channel *ch, const char *jid) {
   return false;
 }
 
-static void reply_error(bf_irc *irc, const bf_xml *stanza, const char *condition,
-                        const char *text) {
+void bf_irc_reply_error(bf_irc *irc, const bf_xml *stanza,
+                        const char *condition, const char *text) {
   bf_xml *err = bf_stanza_error(stanza, NULL, condition, text);
   if (err)
     (void)irc->host->send(irc->host, err);
@@ -877,26 +895,27 @@ static int join(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
                 const bf_jid *to, const bf_irc_address *a, const char *bare,
                 const char *full) {
   if (!to->resource) {
-    reply_error(irc, stanza, "jid-malformed", "join with a nick: ROOM/NICK");
+    bf_irc_reply_error(irc, stanza, "jid-malformed",
+                       "join with a nick: ROOM/NICK");
     return 0;
   }
   if (!valid_nick(to->resource)) {
-    reply_error(irc, stanza, "jid-malformed",
-                "not a valid IRC nick: letters, digits and -[]\\`^{}|_ "
-                "only, not starting with a digit or -, at most 30");
+    bf_irc_reply_error(irc, stanza, "jid-malformed",
+                       "not a valid IRC nick: letters, digits and -[]\\`^{}|_ "
+                       "only, not starting with a digit or -, at most 30");
     return 0;
   }
   (void)from;
   bf_irc_conn *c = bf_irc_conn_find(irc, bare, a->server);
   if (!c && bf_irc_conns_of(irc, bare) >= BF_IRC_SERVERS_PER_USER_MAX) {
-    reply_error(irc, stanza, "policy-violation",
-                "you are connected to as many IRC servers as this gateway "
-                "allows");
+    bf_irc_reply_error(irc, stanza, "policy-violation",
+                       "you are connected to as many IRC servers as this "
+                       "gateway allows");
     return 0;
   }
   if (!c && !(c = bf_irc_conn_get(irc, bare, a->server, to->resource))) {
-    reply_error(irc, stanza, "remote-server-not-found",
-                "cannot connect to that IRC server");
+    bf_irc_reply_error(irc, stanza, "remote-server-not-found",
+                       "cannot connect to that IRC server");
     return 0;
   }
   bf_irc_channel *ch = bf_irc_channel_find(c, a->name);
@@ -904,9 +923,9 @@ static int join(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
   for (bf_irc_channel *k = c->channels; k; k = k->next)
     n_channels++;
   if (!ch && n_channels >= BF_IRC_CHANNELS_PER_CONN_MAX) {
-    reply_error(irc, stanza, "policy-violation",
-                "you are in as many channels of this server as this gateway "
-                "allows");
+    bf_irc_reply_error(irc, stanza, "policy-violation",
+                       "you are in as many channels of this server as this "
+                       "gateway allows");
     return 0;
   }
   bool new_channel = !ch;
@@ -916,7 +935,7 @@ static int join(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
     if (!ch || !room || !(ch->name = strdup(a->name))) {
       free(room);
       free(ch);
-      reply_error(irc, stanza, "internal-server-error", NULL);
+      bf_irc_reply_error(irc, stanza, "internal-server-error", NULL);
       return 0;
     }
     ch->room = room;
@@ -942,7 +961,7 @@ static int join(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
   if (history > BF_IRC_HISTORY_MAX)
     history = BF_IRC_HISTORY_MAX;
   if (member_add(ch, full, history) != 0) {
-    reply_error(irc, stanza, "internal-server-error", NULL);
+    bf_irc_reply_error(irc, stanza, "internal-server-error", NULL);
     return 0;
   }
   bf_irc_away_update(c);
@@ -1025,47 +1044,6 @@ int bf_irc_presence(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
   return 0;
 }
 
-/* Sends text to target, one PRIVMSG per line and per piece that fits. */
-typedef struct {
-  bf_irc_conn *conn;
-  const char *target;
-  bool action;
-  int rc;
-  unsigned pieces;             /* lines sent */
-} privmsg_walk;
-
-static int send_piece(void *data, const char *piece, size_t len) {
-  privmsg_walk *w = data;
-  char text[BF_IRC_LINE_MAX + 16];
-  if (w->action)
-    snprintf(text, sizeof text, "\001ACTION %.*s\001", (int)len, piece);
-  else
-    snprintf(text, sizeof text, "%.*s", (int)len, piece);
-  const char *params[] = {w->target, text};
-  w->rc = bf_irc_send_user(w->conn, "PRIVMSG", params, 2, true);
-  w->pieces += !w->rc;
-  return w->rc;
-}
-
-/* *pieces (may be NULL): how many PRIVMSGs were sent, even on error. */
-static int privmsg(bf_irc_conn *c, const char *target, const char *body,
-                   unsigned *pieces) {
-  bool action = !strncmp(body, "/me ", 4); /* XEP-0245 */
-  privmsg_walk w = {c, target, action, 0, 0};
-  /* Room for the text as others receive it (our prefix counted), minus
-   * the CTCP framing of an action. */
-  size_t prefix = strlen(c->nick) + 1 + 10 + 1 + 63;
-  size_t room = bf_irc_text_room("PRIVMSG", target, prefix);
-  if (action)
-    room = room > 9 ? room - 9 : 0;
-  if (room < 16)
-    return BF_E2BIG;
-  int rc = bf_irc_split_text(action ? body + 4 : body, room, send_piece, &w);
-  if (pieces)
-    *pieces = w.pieces;
-  return rc ? rc : w.rc;
-}
-
 int bf_irc_message(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
                    const bf_jid *to, const bf_irc_address *a) {
   const char *type = bf_xml_attr(stanza, "type");
@@ -1079,7 +1057,7 @@ int bf_irc_message(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
   if (a->channel && !to->resource) {
     bf_irc_channel *ch = c ? bf_irc_channel_find(c, a->name) : NULL;
     if (!ch || !ch->joined || !ch->n_members) { /* n_members: kept */
-      reply_error(irc, stanza, "not-acceptable", "join the room first");
+      bf_irc_reply_error(irc, stanza, "not-acceptable", "join the room first");
       return 0;
     }
     if (subject && !body) {
@@ -1095,13 +1073,13 @@ int bf_irc_message(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
     if (!body)
       return 0; /* chat states and the like */
     unsigned pieces = 0;
-    int rc = privmsg(c, ch->name, body, &pieces);
+    int rc = bf_irc_privmsg(c, ch->name, body, &pieces);
     if (pieces && (c->caps & BF_IRC_CAP_ECHO_MESSAGE) &&
         echo_expect(c, ch, stanza, body, pieces) == 0)
       pieces = 0; /* reflected when the server echoes it */
     if (rc != 0) {
-      reply_error(irc, stanza, "resource-constraint",
-                  "the IRC server is not accepting messages now");
+      bf_irc_reply_error(irc, stanza, "resource-constraint",
+                         "the IRC server is not accepting messages now");
       return 0;
     }
     if (!pieces)
@@ -1115,6 +1093,8 @@ int bf_irc_message(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
         (!bf_xml_attr(stanza, "id") ||
          !bf_xml_set_attr(m, "id", bf_xml_attr(stanza, "id"))) &&
         bf_xml_add_text_child(m, "body", NULL, body)) {
+      bf_irc_occupant *self = bf_irc_occupant_find(c, ch, c->nick);
+      add_occupant_id(m, self ? self->nick : NULL);
       bf_irc_history_mark(m, ch->room, bf_irc_history_add(irc, c->server,
                                                           ch->name, c->nick,
                                                           body, 0, false));
@@ -1126,31 +1106,6 @@ int bf_irc_message(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
   }
   if (!body)
     return 0;
-  /* A private chat: nick%server@GW, or room/nick (a MUC private
-   * message), both to the nick. */
-  const char *nick = a->channel ? to->resource : a->name;
-  if (!nick || !*nick) {
-    /* To the server's JID: each line is a raw IRC command (Biboumi's
-     * behaviour), e.g. "WHOIS bob" or "MODE #chan +i". */
-    if (!c || c->state != BF_IRC_ONLINE) {
-      reply_error(irc, stanza, "recipient-unavailable",
-                  "not connected to that IRC server: join one of its "
-                  "channels first");
-      return 0;
-    }
-    if (bf_irc_send_raw_text(c, body) != 0)
-      reply_error(irc, stanza, "not-acceptable",
-                  "each line must be one IRC command of at most 510 bytes");
-    return 0;
-  }
-  if (!c || c->state != BF_IRC_ONLINE) {
-    reply_error(irc, stanza, "recipient-unavailable",
-                "not connected to that IRC server: join one of its channels "
-                "first");
-    return 0;
-  }
-  if (privmsg(c, nick, body, NULL) != 0)
-    reply_error(irc, stanza, "resource-constraint",
-                "the IRC server is not accepting messages now");
-  return 0;
+  return bf_irc_private_send(irc, stanza, c, a->channel ? to->resource : a->name,
+                             body);
 }

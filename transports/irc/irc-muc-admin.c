@@ -80,6 +80,32 @@ static bool mode_takes_param(const bf_irc_conn *c, char letter, bool add) {
 
 /* ---- MODE from IRC --------------------------------------------------------- */
 
+/* +m set or lifted: the occupants with no prefix become visitors or
+ * participants again (XEP-0045 §9.6, §9.7: a role change to everyone). */
+static void moderated_set(bf_irc_conn *c, bf_irc_channel *ch, bool moderated) {
+  if (ch->moderated == moderated)
+    return;
+  ch->moderated = moderated;
+  for (size_t i = 0; ch->names_done && i < ch->n_occupants; i++) {
+    const bf_irc_occupant *o = &ch->occupants[i];
+    if (o->modes)
+      continue;
+    bool me = !strcasecmp(o->nick->name, c->nick);
+    const char *codes[] = {me ? "110" : NULL, NULL};
+    bf_irc_occupant_presence(c, ch, o->nick->name, o, NULL, NULL, codes, NULL,
+                             NULL);
+  }
+}
+
+void bf_irc_on_channel_modes(bf_irc_conn *c, bf_irc_channel *ch,
+                             const bf_irc_msg *m) {
+  /* 324 me #chan +modes [params…] */
+  const char *modes = m->params[2];
+  const char *minus = strchr(modes, '-');
+  const char *moderated = strchr(modes, 'm');
+  moderated_set(c, ch, moderated && (!minus || moderated < minus));
+}
+
 void bf_irc_on_mode(bf_irc_conn *c, bf_irc_channel *ch, const bf_irc_msg *m) {
   /* MODE #chan +o-v+b alice bob mask: parameters taken in order by the
    * letters that have one. */
@@ -92,6 +118,10 @@ void bf_irc_on_mode(bf_irc_conn *c, bf_irc_channel *ch, const bf_irc_msg *m) {
       continue;
     }
     const char *prefix = strchr(modes, *p);
+    if (*p == 'm' && !prefix) {
+      moderated_set(c, ch, add);
+      continue;
+    }
     if (!prefix) {
       if (mode_takes_param(c, *p, add) && arg < m->n_params)
         arg++;
@@ -170,14 +200,6 @@ void bf_irc_on_invite(bf_irc_conn *c, const bf_irc_msg *m) {
   free(inviter);
 }
 
-static void reply_error(bf_irc *irc, const bf_xml *stanza,
-                        const char *condition, const char *text) {
-  bf_xml *err = bf_stanza_error(stanza, NULL, condition, text);
-  if (err)
-    (void)irc->host->send(irc->host, err);
-  bf_xml_free(err);
-}
-
 /* The IRC nick a JID stands for on c's server: nick%server@GW, or an
  * occupant of one of its rooms (#chan%server@GW/nick). Copied to out;
  * false if it is neither. */
@@ -208,9 +230,9 @@ void bf_irc_invite_from_xmpp(bf_irc_conn *c, bf_irc_channel *ch,
       continue;
     char nick[256];
     if (!nick_of_jid(c, bf_xml_attr(inv, "to"), nick, sizeof nick)) {
-      reply_error(c->irc, stanza, "jid-malformed",
-                  "invite an IRC user of this channel's server: "
-                  "nick%server@gateway");
+      bf_irc_reply_error(c->irc, stanza, "jid-malformed",
+                         "invite an IRC user of this channel's server: "
+                         "nick%server@gateway");
       return;
     }
     const char *params[] = {nick, ch->name};
@@ -218,7 +240,7 @@ void bf_irc_invite_from_xmpp(bf_irc_conn *c, bf_irc_channel *ch,
     const char *condition = sent(bf_irc_send_user(c, "INVITE", params, 2, false),
                                  &why);
     if (condition) {
-      reply_error(c->irc, stanza, condition, why);
+      bf_irc_reply_error(c->irc, stanza, condition, why);
       return;
     }
   }
@@ -353,7 +375,7 @@ int bf_irc_admin_iq(bf_irc *irc, const bf_xml *iq, const bf_jid *from,
   bf_irc_conn *c = bf_irc_conn_find(irc, bare, a->server);
   bf_irc_channel *ch = c ? bf_irc_channel_find(c, a->name) : NULL;
   if (!ch || !ch->names_done) {
-    reply_error(irc, iq, "not-acceptable", "join the room first");
+    bf_irc_reply_error(irc, iq, "not-acceptable", "join the room first");
     return 0;
   }
   size_t waiting = 0;
@@ -361,14 +383,14 @@ int bf_irc_admin_iq(bf_irc *irc, const bf_xml *iq, const bf_jid *from,
   for (; *tail; tail = &(*tail)->next)
     waiting++;
   if (waiting >= BF_IRC_ADMIN_PENDING_MAX) {
-    reply_error(irc, iq, "resource-constraint",
-                "too many requests waiting for the IRC server");
+    bf_irc_reply_error(irc, iq, "resource-constraint",
+                       "too many requests waiting for the IRC server");
     return 0;
   }
   bf_irc_admin *r = calloc(1, sizeof *r);
   if (!r || !(r->iq = bf_xml_copy(iq))) {
     free(r);
-    reply_error(irc, iq, "internal-server-error", NULL);
+    bf_irc_reply_error(irc, iq, "internal-server-error", NULL);
     return 0;
   }
   static unsigned tokens;
@@ -392,7 +414,7 @@ int bf_irc_admin_iq(bf_irc *irc, const bf_xml *iq, const bf_jid *from,
   if (!condition)
     condition = sent(bf_irc_send_user(c, "PING", ping, 1, false), &why);
   if (condition) {
-    reply_error(irc, iq, condition, why);
+    bf_irc_reply_error(irc, iq, condition, why);
     admin_free(r);
     return 0;
   }

@@ -8,9 +8,12 @@
 #include "irc.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include <openssl/evp.h>
 
 /* The first table size; it doubles whenever it holds more records than
  * buckets. */
@@ -99,6 +102,7 @@ void bf_irc_nick_unref(bf_irc_nick *n) {
   t->count--;
   free(n->account);
   free(n->away);
+  free(n->first_nick);
   free(n);
 }
 
@@ -118,4 +122,41 @@ void bf_irc_nicks_close(bf_irc_nicks *t) {
   free(t->buckets);
   t->buckets = NULL;
   t->n_buckets = t->count = 0;
+}
+
+/* XEP-0421 §4: stable across nick changes and rejoins, and the same in
+ * every room for the same IRC user (IRC shows who they are anyway). With
+ * an account, the first 16 bytes of SHA-256("a" server NUL account), in
+ * hex (never the account in clear): the same after a restart. Without,
+ * SHA-256("n" salt server NUL first nick, case folded): a nick change
+ * keeps it, and it lasts as long as babelfish runs. */
+void bf_irc_nick_occupant_id(bf_irc_nick *n, char out[BF_IRC_OCCUPANT_ID_SIZE]) {
+  bf_irc_nicks *t = n->table;
+  out[0] = '\0';
+  if (!n->account && !t->salted) {
+    if (uv_random(NULL, NULL, t->salt, sizeof t->salt, 0, NULL) != 0)
+      return;
+    t->salted = true;
+  }
+  const char *who = n->account ? n->account
+                    : n->first_nick ? n->first_nick : n->name;
+  size_t sl = strlen(n->server), wl = strlen(who);
+  size_t salt = n->account ? 0 : sizeof t->salt;
+  unsigned char *in = malloc(1 + salt + sl + 1 + wl);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned md_len = 0;
+  if (!in)
+    return;
+  in[0] = n->account ? 'a' : 'n';
+  memcpy(in + 1, t->salt, salt);
+  memcpy(in + 1 + salt, n->server, sl + 1);
+  for (size_t i = 0; i < wl; i++)
+    in[1 + salt + sl + 1 + i] = n->account ? (unsigned char)who[i]
+                                : (unsigned char)tolower((unsigned char)who[i]);
+  if (EVP_Digest(in, 1 + salt + sl + 1 + wl, md, &md_len, EVP_sha256(),
+                 NULL) == 1 && md_len >= 16) {
+    for (size_t i = 0; i < 16; i++)
+      snprintf(out + 2 * i, 3, "%02x", md[i]);
+  }
+  free(in);
 }

@@ -269,6 +269,7 @@ static void room_info(bf_irc *irc, const bf_xml *iq, const bf_irc_address *a) {
   static const char *const features[] = {
       BF_IRC_NS_MUC, "muc_open", "muc_nonanonymous", "muc_persistent",
       "http://jabber.org/protocol/muc#self-ping-optimization",
+      BF_IRC_NS_OCCUPANT_ID, /* XEP-0421 §3 */
       BF_NS_DISCO_INFO, "urn:xmpp:mam:2", "urn:xmpp:mam:2#extended",
       "urn:xmpp:sid:0",
   };

@@ -4,7 +4,8 @@
  *                  scheme, SPEC "Addresses"), stanzas from XMPP
  *   irc-server.c   one IRC connection per (user, IRC server): resolve,
  *                  connect, register, read and write lines, keepalive
- *   irc-channel.c  channels as MUC rooms (XEP-0045) and private chats
+ *   irc-channel.c  channels as MUC rooms (XEP-0045)
+ *   irc-private.c  private chats, raw commands, text to PRIVMSG lines
  *   irc-history.c  channel history: storage, replay on join, IRCv3
  *                  batch and chathistory;  irc-mam.c  MAM on rooms
  *   irc-bouncer.c  persistent channels: kept while the user is away,
@@ -154,6 +155,10 @@ typedef struct bf_irc_nick {
   unsigned hash;
   char *account;               /* IRCv3 account; NULL: unknown or none */
   char *away;                  /* away message; NULL: not away */
+  char *first_nick;            /* the nick the user was first seen with,
+                                  carried over nick changes (their
+                                  occupant-id without an account); NULL:
+                                  name */
   char *server;                /* after the nick in name */
   char name[];                 /* the nick, NUL, the server, NUL */
 } bf_irc_nick;
@@ -161,6 +166,10 @@ typedef struct bf_irc_nick {
 struct bf_irc_nicks {
   bf_irc_nick **buckets;       /* a power of two of them */
   size_t n_buckets, count;
+  /* Random, drawn at the first occupant-id made from a nick: those ids
+   * cannot be computed from the nick by anyone else. */
+  unsigned char salt[16];
+  bool salted;
 };
 
 /* A channel member: 16 bytes, the nick shared. */
@@ -192,6 +201,10 @@ typedef struct bf_irc_channel {
   bool names_done;             /* end of NAMES (366) seen */
   bool created;                /* we were alone and got ops: a new channel
                                   (XEP-0045 status 201) */
+  bool rejoining;              /* joined again after a reconnection: being
+                                  alone with ops is no creation */
+  bool moderated;              /* +m: occupants without a prefix are
+                                  visitors (XEP-0045 §5.1) */
   bf_irc_occupant *occupants;
   size_t n_occupants;
   char *topic;
@@ -516,6 +529,11 @@ void bf_irc_nick_unref(bf_irc_nick *n);
 int bf_irc_nick_set(char **field, const char *value);
 /* The table itself, once every channel is freed. */
 void bf_irc_nicks_close(bf_irc_nicks *t);
+/* XEP-0421 occupant-id of n, 32 hex digits: derived from its account
+ * when known, else from its first nick and the table's salt; "" on
+ * failure. */
+#define BF_IRC_OCCUPANT_ID_SIZE 33
+void bf_irc_nick_occupant_id(bf_irc_nick *n, char out[BF_IRC_OCCUPANT_ID_SIZE]);
 
 /* irc-channel.c */
 /* The connection is registered: join the channels waiting for it. */
@@ -591,6 +609,33 @@ void bf_irc_occupant_presence(bf_irc_conn *c, bf_irc_channel *ch,
  * text borrowed. */
 void bf_irc_room_notice(bf_irc_conn *c, bf_irc_channel *ch, const char *text);
 
+/* irc-channel.c, shared with irc-private.c */
+/* IRC text (any encoding, IRC formatting) to an XMPP body, malloc'd (NULL
+ * on ENOMEM); encoding: the charset of text that is not UTF-8, NULL: the
+ * connection's. */
+char *bf_irc_body_of(const bf_irc_conn *c, const char *text,
+                     const char *encoding);
+/* An error reply to stanza (borrowed), text may be NULL. */
+void bf_irc_reply_error(bf_irc *irc, const bf_xml *stanza,
+                        const char *condition, const char *text);
+
+/* irc-private.c */
+/* body (borrowed) to target (a channel or a nick), one PRIVMSG per line
+ * and per piece under the line limit; `/me ` becomes a CTCP ACTION.
+ * *pieces (may be NULL): how many PRIVMSGs were sent, even on error. 0,
+ * BF_E2BIG or bf_irc_send_user's error. */
+int bf_irc_privmsg(bf_irc_conn *c, const char *target, const char *body,
+                   unsigned *pieces);
+/* A PRIVMSG or NOTICE from nick to us: a chat message from
+ * nick%server@GW to the user (CTCP VERSION and PING answered). */
+void bf_irc_private_received(bf_irc_conn *c, const char *nick,
+                             const char *text, bool notice);
+/* A chat message body from the user to nick (NULL or "": the server's
+ * JID, where each line is a raw command) on c (NULL: not connected).
+ * Always 0: errors are replied to stanza. */
+int bf_irc_private_send(bf_irc *irc, const bf_xml *stanza, bf_irc_conn *c,
+                        const char *nick, const char *body);
+
 /* irc-muc-admin.c */
 /* RPL_ISUPPORT: PREFIX and CHANMODES kept on c. */
 void bf_irc_on_isupport(bf_irc_conn *c, const bf_irc_msg *m);
@@ -599,6 +644,10 @@ bool bf_irc_is_operator(const bf_irc_conn *c, const bf_irc_occupant *o);
 /* A channel MODE: occupants' roles and affiliations, the change shown in
  * the room. */
 void bf_irc_on_mode(bf_irc_conn *c, bf_irc_channel *ch, const bf_irc_msg *m);
+/* RPL_CHANNELMODEIS (324), the answer to the MODE sent on joining: the
+ * channel's modes (moderated or not). */
+void bf_irc_on_channel_modes(bf_irc_conn *c, bf_irc_channel *ch,
+                             const bf_irc_msg *m);
 /* An IRC INVITE to us: a XEP-0045 mediated invitation to the user. */
 void bf_irc_on_invite(bf_irc_conn *c, const bf_irc_msg *m);
 /* A message to the room with muc#user <invite/>s (x): INVITE each. */
