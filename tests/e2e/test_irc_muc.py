@@ -289,6 +289,47 @@ class IrcMucTest(MucCase):
         self.assertEqual(msg.find("{%s}occupant-id" % NS_OCCUPANT_ID)
                          .get("id"), own)
 
+    def test_nick_change_from_xmpp(self):
+        """XEP-0045 §7.6: presence to room/new-nick from a joined resource
+        is NICK on IRC; a nick in use is a conflict from room/new-nick."""
+        bob = self.lab.irc_client(self.ircd, "bob")
+        bob.join("#nick")
+        self.join("#nick")
+        bob.wait_command("JOIN", lambda p: irc_nick(p[1]) == "alice")
+        t0 = time.monotonic()
+        self.alice.send_raw("<presence to='%s/alice2'/>" % room("#nick"))
+        bob.wait_command("NICK", lambda p: irc_nick(p[1]) == "alice"
+                         and p[3] == ["alice2"])
+        gone = self.presence_of("#nick", "alice", lambda el:
+                                el.get("type") == "unavailable")
+        self.assertEqual(codes(gone), {"303", "110"})
+        self.assertEqual(item(gone).get("nick"), "alice2")
+        back = self.presence_of("#nick", "alice2", lambda el:
+                                el.get("type") is None)
+        report("nick change through IRC: %.1f ms",
+               (time.monotonic() - t0) * 1000)
+        self.assertIn("110", codes(back))
+        # Messages go on under the new nick, both ways.
+        self.alice.send_raw("<message to='%s' type='groupchat'>"
+                            "<body>renamed</body></message>" % room("#nick"))
+        _, source, _, params = bob.wait_command(
+            "PRIVMSG", lambda p: p[3] == ["#nick", "renamed"])
+        self.assertEqual(irc_nick(source), "alice2")
+        # bob's nick is taken: 433 is a conflict, and nothing changes.
+        self.alice.send_raw("<presence to='%s/bob'/>" % room("#nick"))
+        err = self.alice.wait_stanza(
+            lambda el: el.tag == q("presence") and el.get("type") == "error"
+            and el.get("from") == room("#nick") + "/bob", what="conflict")
+        self.assertEqual(stanza_error(err)[1], "conflict")
+        bob.privmsg("#nick", "still there?")
+        m = self.alice.wait_message(from_=room("#nick") + "/bob")
+        self.assertEqual(child_text(m, "body"), "still there?")
+        self.alice.send_raw("<message to='%s' type='groupchat'>"
+                            "<body>yes</body></message>" % room("#nick"))
+        _, source, _, _ = bob.wait_command("PRIVMSG",
+                                           lambda p: p[3] == ["#nick", "yes"])
+        self.assertEqual(irc_nick(source), "alice2")
+
     def test_moderated_channel_visitors(self):
         """+m: occupants without voice are visitors, on the roster of a
         channel already moderated and when +m/-m/+v change it."""

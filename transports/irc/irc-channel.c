@@ -611,24 +611,76 @@ static void join_refused(bf_irc_conn *c, const bf_irc_msg *m,
 
 /* The join of every member of ch failed: an error presence from the room
  * (XEP-0045 §7.2.6 and following). */
+/* An error presence (from a room/nick JID, to a resource). */
+static void presence_error(bf_irc_conn *c, const char *from, const char *to,
+                           const char *condition, const char *text) {
+  bf_xml *p = bf_xml_new("presence", NULL);
+  bf_xml *err = p ? bf_xml_add_child(p, "error", NULL) : NULL;
+  if (err && !bf_xml_set_attr(p, "from", from) &&
+      !bf_xml_set_attr(p, "to", to) && !bf_xml_set_attr(p, "type", "error") &&
+      !bf_xml_set_attr(err, "type", bf_stanza_error_type(condition))) {
+    bf_xml_add_child(err, condition, "urn:ietf:params:xml:ns:xmpp-stanzas");
+    bf_xml_add_text_child(err, "text", "urn:ietf:params:xml:ns:xmpp-stanzas",
+                          text);
+    (void)c->irc->host->send(c->irc->host, p);
+  }
+  bf_xml_free(p);
+}
+
 static void join_failed(bf_irc_conn *c, bf_irc_channel *ch,
                         const char *condition, const char *text) {
-  for (size_t i = 0; i < ch->n_members; i++) {
-    char *from = occupant_jid(ch, c->wanted_nick);
-    bf_xml *p = from ? bf_xml_new("presence", NULL) : NULL;
-    bf_xml *err = p ? bf_xml_add_child(p, "error", NULL) : NULL;
-    if (err && !bf_xml_set_attr(p, "from", from) &&
-        !bf_xml_set_attr(p, "to", ch->members[i].jid) &&
-        !bf_xml_set_attr(p, "type", "error") &&
-        !bf_xml_set_attr(err, "type", bf_stanza_error_type(condition))) {
-      bf_xml_add_child(err, condition, "urn:ietf:params:xml:ns:xmpp-stanzas");
-      bf_xml_add_text_child(err, "text", "urn:ietf:params:xml:ns:xmpp-stanzas",
-                            text);
-      (void)c->irc->host->send(c->irc->host, p);
-    }
-    bf_xml_free(p);
-    free(from);
+  char *from = occupant_jid(ch, c->wanted_nick);
+  for (size_t i = 0; from && i < ch->n_members; i++)
+    presence_error(c, from, ch->members[i].jid, condition, text);
+  free(from);
+}
+
+static void nick_change_done(bf_irc_conn *c) {
+  free(c->nick_change_to);
+  free(c->nick_change_from);
+  c->nick_change_to = c->nick_change_from = NULL;
+}
+
+/* XEP-0045 §7.6: a joined resource's presence to room/new-nick. The nick
+ * is the connection's, so every room follows: NICK on IRC, and the
+ * server's NICK brings the 303 presences; a refusal (433, 432, 436)
+ * comes back to that resource as an error presence from room/new-nick. */
+static void nick_change(bf_irc_conn *c, bf_irc_channel *ch,
+                        const bf_xml *stanza, const char *full,
+                        const char *nick) {
+  if (c->nick_change_to) {
+    bf_irc_reply_error(c->irc, stanza, "resource-constraint",
+                       "a nick change is already under way");
+    return;
   }
+  char *wanted = strdup(nick);
+  c->nick_change_to = strdup(full);
+  c->nick_change_from = occupant_jid(ch, nick);
+  const char *params[] = {nick};
+  if (!wanted || !c->nick_change_to || !c->nick_change_from ||
+      bf_irc_send_user(c, "NICK", params, 1, false) != 0) {
+    free(wanted);
+    nick_change_done(c);
+    bf_irc_reply_error(c->irc, stanza, "resource-constraint",
+                       "the IRC server is not accepting commands now");
+    return;
+  }
+  free(c->wanted_nick);
+  c->wanted_nick = wanted; /* the nick to come back with after a reconnection */
+}
+
+/* 433 / 432 / 436 for a nick change asked from XMPP: true if it was. */
+static bool nick_change_refused(bf_irc_conn *c, const bf_irc_msg *m) {
+  if (!c->nick_change_to)
+    return false;
+  bool conflict = !bf_irc_is_numeric(m, 432);
+  presence_error(c, c->nick_change_from, c->nick_change_to,
+                 conflict ? "conflict" : "jid-malformed",
+                 m->params[m->n_params - 1]);
+  free(c->wanted_nick);
+  c->wanted_nick = strdup(c->nick); /* stays what it is */
+  nick_change_done(c);
+  return true;
 }
 
 void bf_irc_room_entered(bf_irc_conn *c, bf_irc_channel *ch) {
@@ -781,6 +833,7 @@ bool bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *m) {
         free(c->nick);
         c->nick = copy;
       }
+      nick_change_done(c);
     }
   } else if ((!strcasecmp(cmd, "AWAY") || !strcasecmp(cmd, "ACCOUNT")) &&
              m->nick) {
@@ -824,6 +877,9 @@ bool bf_irc_on_line(bf_irc_conn *c, const bf_irc_msg *m) {
   } else if (bf_irc_is_numeric(m, 5)) {
     bf_irc_on_isupport(c, m);
     return false; /* still shown after a raw command */
+  } else if ((bf_irc_is_numeric(m, 433) || bf_irc_is_numeric(m, 432) ||
+              bf_irc_is_numeric(m, 436)) && m->n_params >= 2) {
+    return nick_change_refused(c, m);
   } else if (bf_irc_is_numeric(m, 474)) {
     join_refused(c, m, "forbidden");             /* banned */
   } else if (bf_irc_is_numeric(m, 473)) {
@@ -960,6 +1016,10 @@ static int join(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
     history = 0;
   if (history > BF_IRC_HISTORY_MAX)
     history = BF_IRC_HISTORY_MAX;
+  if (already && ch->joined && strcmp(to->resource, c->nick) != 0) {
+    nick_change(c, ch, stanza, full, to->resource);
+    return 0;
+  }
   if (member_add(ch, full, history) != 0) {
     bf_irc_reply_error(irc, stanza, "internal-server-error", NULL);
     return 0;

@@ -73,6 +73,8 @@ static void conn_free(bf_irc_conn *c) {
   free(c->server);
   free(c->nick);
   free(c->wanted_nick);
+  free(c->nick_change_to);
+  free(c->nick_change_from);
   free(c->sasl_user);
   free(c->realname);
   free(c->username);

@@ -227,6 +227,10 @@ struct bf_irc_conn {
   char *server;                /* the IRC server's name */
   char *nick;                  /* our current nick */
   char *wanted_nick;           /* the nick the user asked for */
+  /* A nick change asked from XMPP (XEP-0045 §7.6) that IRC has not
+   * answered yet: the resource that asked, and the room/new-nick JID an
+   * error presence comes from (433 nick in use: conflict). */
+  char *nick_change_to, *nick_change_from;
   /* From the user's settings for this server (never logged). */
   char *pass, *sasl_user, *sasl_password, *realname, *username;
   char *tls_pin;               /* SHA-256 fingerprint to accept, or NULL */
