@@ -582,10 +582,42 @@ int bf__store_outbox_add(bf_store *store, const char *gateway,
   bind_text(st, 1, gateway);
   bind_blob(st, 2, xml, len);
   sqlite3_bind_int64(st, 3, (int64_t)time(NULL));
-  /* Autocommit: the row is committed when the step returns. */
+  /* Autocommit, unless add_many opened a transaction: the row is
+   * committed when the step returns. */
   int rc = step_done(store, st, "outbox add");
   if (!rc && id)
     *id = sqlite3_last_insert_rowid(store->db);
+  return rc;
+}
+
+int bf__store_outbox_add_many(bf_store *store, const char *gateway,
+                              const bf_outbox_row *rows, size_t n,
+                              int64_t *ids) {
+  int rc = 0;
+  if (!gateway || (n && (!rows || !ids)))
+    return BF_EINVAL;
+  for (size_t i = 0; i < n; i++)
+    if (rows[i].len && !rows[i].xml)
+      return BF_EINVAL;
+  if (n == 0)
+    return 0;
+  /* IMMEDIATE: take the write lock up front, not halfway through. */
+  int src = sqlite3_exec(store->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+  if (src != SQLITE_OK)
+    return store_fail(store, src, "outbox add (begin)");
+  for (size_t i = 0; i < n && !rc; i++) {
+    rc = bf__store_outbox_add(store, gateway, rows[i].xml, rows[i].len,
+                              &ids[i]);
+  }
+  if (rc)
+    goto out;
+  src = sqlite3_exec(store->db, "COMMIT", NULL, NULL, NULL);
+  if (src != SQLITE_OK)
+    rc = store_fail(store, src, "outbox add (commit)");
+out:
+  /* As in schema_step: a failed COMMIT may leave the transaction open. */
+  if (rc && !sqlite3_get_autocommit(store->db))
+    sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
   return rc;
 }
 

@@ -468,6 +468,24 @@ static void test_outbox(void **state) {
   assert_int_equal(seen.lens[0], 3);
   assert_memory_equal(seen.xml[0], "a\0b", 3);
 
+  /* Many rows in one transaction: ids in order; a transaction already
+   * open (here a module's own) makes it fail whole, adding nothing. */
+  const bf_outbox_row rows[] = {{"<a/>", 4}, {"<b/>", 4}, {"<c/>", 4}};
+  int64_t ids[3] = {0};
+  assert_int_equal(bf__store_outbox_add_many(store, "m", rows, 3, ids), 0);
+  assert_true(ids[0] < ids[1] && ids[1] < ids[2]);
+  assert_int_equal(bf__store_outbox_count(store, "m"), 3);
+  assert_int_equal(sqlite3_exec(bf__store_db(store), "BEGIN", NULL, NULL, NULL),
+                   SQLITE_OK);
+  assert_int_equal(bf__store_outbox_add_many(store, "m", rows, 3, ids),
+                   BF_EIO);
+  assert_int_equal(sqlite3_exec(bf__store_db(store), "ROLLBACK", NULL, NULL,
+                                NULL), SQLITE_OK);
+  assert_int_equal(bf__store_outbox_count(store, "m"), 3);
+  assert_int_equal(bf__store_outbox_add_many(store, "m", NULL, 0, NULL), 0);
+  assert_int_equal(bf__store_outbox_add_many(store, NULL, rows, 3, ids),
+                   BF_EINVAL);
+
   assert_int_equal(bf__store_outbox_add(store, NULL, "x", 1, &id), BF_EINVAL);
   assert_int_equal(bf__store_outbox_each(store, "z", 0, 0, NULL, NULL),
                    BF_EINVAL);
