@@ -19,6 +19,9 @@
 /* After a failed commit the staged stanzas are kept and the commit is
  * retried this often (a full disk, a locked database). */
 #define OUTBOX_RETRY_MS 1000
+/* Rows a ping confirmed are deleted in the next commit's transaction
+ * (one commit instead of two), or after this long without one. */
+#define OUTBOX_ACK_DELAY_MS 500
 
 struct bf_gateway_timer {
   uv_timer_t handle;
@@ -29,6 +32,8 @@ struct bf_gateway_timer {
   bool repeat;
   bf_gateway_timer *next;
 };
+
+static void on_outbox_timer(uv_timer_t *timer);
 
 static inline bf_gateway *gw_of(const bf_host *host) {
   return bf_container_of(host, bf_gateway, host);
@@ -139,9 +144,9 @@ int bf__gateway_send(bf_gateway *gw, const bf_xml *stanza) {
   if (rc)
     return rc;
   /* Durable stanzas sent before this one go first, as they always did:
-   * commit them now (if that fails they are retried, and this one does
-   * not wait for the database). */
-  if (gw->n_staged)
+   * commit them now. While the database fails they wait for the retry
+   * timer and this one does not wait for them. */
+  if (gw->n_staged && !gw->outbox_failing)
     (void)bf__gateway_outbox_commit(gw);
   return bf__component_send(&gw->component, stanza);
 }
@@ -232,15 +237,13 @@ bool bf__gateway_ping_reply(bf_gateway *gw, const bf_xml *stanza) {
     return false;
   /* Even an error reply proves the server read everything before it. */
   gw->ping_outstanding = false;
-  if (gw->ping_covers > 0 && gw->daemon->store) {
-    int rc = bf__store_outbox_ack(gw->daemon->store, gw->conf->domain,
-                                  gw->ping_covers);
-    if (rc)
-      bf__error(gw->conf->section, "cannot delete confirmed outbox rows: %s",
-                bf__store_errmsg(gw->daemon->store));
-    else
-      bf__debug(gw->conf->section, "server confirmed outbox up to %lld",
-                (long long)gw->ping_covers);
+  if (gw->ping_covers > gw->outbox_ack_upto && gw->outbox_timer_open) {
+    bf__debug(gw->conf->section, "server confirmed outbox up to %lld",
+              (long long)gw->ping_covers);
+    gw->outbox_ack_upto = gw->ping_covers;
+    if (!uv_is_active((uv_handle_t *)&gw->outbox_timer))
+      uv_timer_start(&gw->outbox_timer, on_outbox_timer, OUTBOX_ACK_DELAY_MS,
+                     0);
   }
   if (gw->outbox_written > gw->ping_covers && !gw->outbox_replaying)
     send_ping(gw);
@@ -310,8 +313,6 @@ static int host_send(const bf_host *host, const bf_xml *stanza) {
   return bf__gateway_send(gw_of(host), stanza);
 }
 
-static void on_outbox_timer(uv_timer_t *timer);
-
 /* The staged stanzas are committed (or the commit failed): forget them. */
 static void outbox_unstage(bf_gateway *gw) {
   gw->n_staged = 0;
@@ -344,7 +345,7 @@ static void outbox_write(bf_gateway *gw, const bf_outbox_row *rows,
 int bf__gateway_outbox_commit(bf_gateway *gw) {
   bf_store *store = gw->daemon->store;
   size_t n = gw->n_staged;
-  if (!n)
+  if (!n && !gw->outbox_ack_upto)
     return 0;
   if (gw->outbox_timer_open)
     uv_timer_stop(&gw->outbox_timer);
@@ -357,14 +358,15 @@ int bf__gateway_outbox_commit(bf_gateway *gw) {
       rows[i] = (bf_outbox_row){at, gw->staged_len[i]};
       at += gw->staged_len[i];
     }
-    rc = bf__store_outbox_add_many(store, gw->conf->domain, rows, n, ids);
+    rc = bf__store_outbox_add_many(store, gw->conf->domain, rows, n, ids,
+                                   gw->outbox_ack_upto);
   }
   if (rc) {
     /* Kept staged, so nothing accepted is lost; plain sends go on. */
     if (!gw->outbox_failing)
       bf__error(gw->conf->section,
-                "cannot store %zu stanza(s) in the outbox: %s; they are kept "
-                "in memory and retried every %u ms",
+                "cannot write the outbox (%zu new stanza(s)): %s; they are "
+                "kept in memory and retried every %u ms",
                 n, rc == BF_ENOMEM ? "out of memory" : bf__store_errmsg(store),
                 OUTBOX_RETRY_MS);
     gw->outbox_failing = true;
@@ -375,7 +377,9 @@ int bf__gateway_outbox_commit(bf_gateway *gw) {
   if (gw->outbox_failing)
     bf__info(gw->conf->section, "the outbox is writable again");
   gw->outbox_failing = false;
-  outbox_write(gw, rows, ids, n);
+  gw->outbox_ack_upto = 0;
+  if (n)
+    outbox_write(gw, rows, ids, n);
   outbox_unstage(gw);
 out:
   free(rows);
@@ -415,7 +419,7 @@ static int host_send_durable(const bf_host *host, const bf_xml *stanza) {
   if (!gw->daemon->store || !gw->outbox_timer_open)
     return BF_EIO;
   if (staged->len >= OUTBOX_STAGED_MAX &&
-      bf__gateway_outbox_commit(gw) != 0)
+      (gw->outbox_failing || bf__gateway_outbox_commit(gw) != 0))
     return BF_EIO; /* the database is failing and memory holds enough */
   if (gw->n_staged == gw->staged_cap) {
     size_t cap = gw->staged_cap ? gw->staged_cap * 2 : 64;
@@ -435,9 +439,11 @@ static int host_send_durable(const bf_host *host, const bf_xml *stanza) {
     staged->data[before] = '\0';
     return BF_E2BIG;
   }
-  gw->staged_len[gw->n_staged++] = len;
-  if (!gw->outbox_failing && !uv_is_active((uv_handle_t *)&gw->outbox_timer))
+  /* The first one staged brings the commit forward to the next loop
+   * iteration (the timer may be waiting to delete confirmed rows). */
+  if (gw->n_staged++ == 0 && !gw->outbox_failing)
     uv_timer_start(&gw->outbox_timer, on_outbox_timer, 0, 0);
+  gw->staged_len[gw->n_staged - 1] = len;
   return 0;
 }
 
@@ -831,9 +837,10 @@ void bf__gateway_stop(bf_gateway *gw, void (*on_stopped)(bf_gateway *gw)) {
   gw->module_started = false;
   while (gw->timers)
     timer_release(gw, gw->timers);
-  /* The module's last durable stanzas are stored before the stream is
-   * closed; if the database fails now, they are at least written. */
-  if (gw->n_staged && bf__gateway_outbox_commit(gw) != 0)
+  /* The module's last durable stanzas are stored (and confirmed rows
+   * deleted) before the stream is closed; if the database fails now, they
+   * are at least written. */
+  if (bf__gateway_outbox_commit(gw) != 0 && gw->n_staged)
     outbox_write_unstored(gw);
   if (gw->component_started)
     bf__component_stop(&gw->component);

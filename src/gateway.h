@@ -79,6 +79,8 @@ struct bf_gateway {
   uv_timer_t outbox_timer;
   bool outbox_timer_open;
   bool outbox_failing;         /* the last commit failed (logged once) */
+  int64_t outbox_ack_upto;     /* confirmed by a ping: deleted by the next
+                                  commit (0: nothing to delete) */
 
   /* JIDs recently prepared, raw form -> prepared parts, so the same
    * addresses are not prepared again and again: replies go to the JID a

@@ -592,19 +592,21 @@ int bf__store_outbox_add(bf_store *store, const char *gateway,
 
 int bf__store_outbox_add_many(bf_store *store, const char *gateway,
                               const bf_outbox_row *rows, size_t n,
-                              int64_t *ids) {
+                              int64_t *ids, int64_t ack_upto) {
   int rc = 0;
   if (!gateway || (n && (!rows || !ids)))
     return BF_EINVAL;
   for (size_t i = 0; i < n; i++)
     if (rows[i].len && !rows[i].xml)
       return BF_EINVAL;
-  if (n == 0)
+  if (n == 0 && ack_upto <= 0)
     return 0;
   /* IMMEDIATE: take the write lock up front, not halfway through. */
   int src = sqlite3_exec(store->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
   if (src != SQLITE_OK)
     return store_fail(store, src, "outbox add (begin)");
+  if (ack_upto > 0)
+    rc = bf__store_outbox_ack(store, gateway, ack_upto);
   for (size_t i = 0; i < n && !rc; i++) {
     rc = bf__store_outbox_add(store, gateway, rows[i].xml, rows[i].len,
                               &ids[i]);

@@ -52,16 +52,18 @@ int bf__store_kv_delete(bf_store *store, const char *ns, const char *key);
 int bf__store_outbox_add(bf_store *store, const char *gateway,
                          const char *xml, size_t len, int64_t *id);
 /* Adds n rows in one transaction, all or none (one commit instead of n:
- * the durable sends of one loop iteration). rows and their xml: copied.
- * ids[i]: the id of rows[i], in increasing order. On error nothing is
- * added (rolled back). */
+ * the durable sends of one loop iteration), and in the same transaction
+ * deletes the gateway's rows with id <= ack_upto when it is > 0 (what
+ * the server confirmed since). rows and their xml: copied. ids[i]: the id
+ * of rows[i], in increasing order. On error nothing changes (rolled
+ * back). */
 typedef struct bf_outbox_row {
   const char *xml;
   size_t len;
 } bf_outbox_row;
 int bf__store_outbox_add_many(bf_store *store, const char *gateway,
                               const bf_outbox_row *rows, size_t n,
-                              int64_t *ids);
+                              int64_t *ids, int64_t ack_upto);
 /* Deletes the gateway's rows with id <= upto. */
 int bf__store_outbox_ack(bf_store *store, const char *gateway, int64_t upto);
 /* Calls cb for the gateway's rows with id > after, in id order, at most

@@ -472,18 +472,26 @@ static void test_outbox(void **state) {
    * open (here a module's own) makes it fail whole, adding nothing. */
   const bf_outbox_row rows[] = {{"<a/>", 4}, {"<b/>", 4}, {"<c/>", 4}};
   int64_t ids[3] = {0};
-  assert_int_equal(bf__store_outbox_add_many(store, "m", rows, 3, ids), 0);
+  assert_int_equal(bf__store_outbox_add_many(store, "m", rows, 3, ids, 0), 0);
   assert_true(ids[0] < ids[1] && ids[1] < ids[2]);
   assert_int_equal(bf__store_outbox_count(store, "m"), 3);
   assert_int_equal(sqlite3_exec(bf__store_db(store), "BEGIN", NULL, NULL, NULL),
                    SQLITE_OK);
-  assert_int_equal(bf__store_outbox_add_many(store, "m", rows, 3, ids),
-                   BF_EIO);
+  assert_int_equal(bf__store_outbox_add_many(store, "m", rows, 3, ids,
+                                             ids[2]), BF_EIO);
   assert_int_equal(sqlite3_exec(bf__store_db(store), "ROLLBACK", NULL, NULL,
                                 NULL), SQLITE_OK);
   assert_int_equal(bf__store_outbox_count(store, "m"), 3);
-  assert_int_equal(bf__store_outbox_add_many(store, "m", NULL, 0, NULL), 0);
-  assert_int_equal(bf__store_outbox_add_many(store, NULL, rows, 3, ids),
+  /* The rows a ping confirmed go in the same transaction as new ones. */
+  int64_t confirmed = ids[1];
+  assert_int_equal(bf__store_outbox_add_many(store, "m", rows, 1, ids,
+                                             confirmed), 0);
+  assert_int_equal(bf__store_outbox_count(store, "m"), 2);
+  assert_int_equal(bf__store_outbox_add_many(store, "m", NULL, 0, NULL,
+                                             ids[0]), 0);
+  assert_int_equal(bf__store_outbox_count(store, "m"), 0);
+  assert_int_equal(bf__store_outbox_add_many(store, "m", NULL, 0, NULL, 0), 0);
+  assert_int_equal(bf__store_outbox_add_many(store, NULL, rows, 3, ids, 0),
                    BF_EINVAL);
 
   assert_int_equal(bf__store_outbox_add(store, NULL, "x", 1, &id), BF_EINVAL);
