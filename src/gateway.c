@@ -349,9 +349,10 @@ int bf__gateway_outbox_commit(bf_gateway *gw) {
     return 0;
   if (gw->outbox_timer_open)
     uv_timer_stop(&gw->outbox_timer);
-  bf_outbox_row *rows = malloc(n * sizeof *rows);
-  int64_t *ids = malloc(n * sizeof *ids);
-  int rc = rows && ids ? 0 : BF_ENOMEM;
+  /* n is 0 when only confirmed rows are deleted. */
+  bf_outbox_row *rows = n ? malloc(n * sizeof *rows) : NULL;
+  int64_t *ids = n ? malloc(n * sizeof *ids) : NULL;
+  int rc = !n || (rows && ids) ? 0 : BF_ENOMEM;
   if (!rc) {
     const char *at = gw->outbox_staged.data;
     for (size_t i = 0; i < n; i++) {
