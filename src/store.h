@@ -7,6 +7,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <stdbool.h>
+
+#include <uv.h>
+
 struct sqlite3;
 typedef struct bf_store bf_store;
 
@@ -19,6 +23,17 @@ typedef struct bf_store bf_store;
  * the file and the cause to err. Open after any fork (daemonizing). */
 int bf__store_open(bf_store **store, const char *path, char *err, size_t err_size);
 void bf__store_close(bf_store *store);   /* NULL allowed */
+/* From now on the WAL is checkpointed on loop's thread pool, with a
+ * connection of its own, instead of inside a commit on the loop thread
+ * (SQLite's automatic checkpoint, which fdatasyncs). loop: borrowed,
+ * kept; run it to the end before closing it (a checkpoint in flight is a
+ * request on it; the store itself may be closed first). BF_ENOTSUP when
+ * SQLite was built without thread safety (the automatic checkpoint
+ * stays). */
+int bf__store_checkpoint_in_background(bf_store *store, uv_loop_t *loop);
+/* Background checkpoints completed; whether one is running. */
+unsigned long bf__store_checkpoints(const bf_store *store);
+bool bf__store_checkpointing(const bf_store *store);
 struct sqlite3 *bf__store_db(bf_store *store);
 /* The message of the store's last failure ("" if none): what was being
  * done and SQLite's reason. Borrowed; valid until the next store call. */

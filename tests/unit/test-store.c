@@ -7,6 +7,7 @@
 
 #include <sqlite3.h>
 #include <stdio.h>
+#include <uv.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -501,6 +502,43 @@ static void test_outbox(void **state) {
   bf__store_close(store);
 }
 
+/* Writes commits until a background checkpoint has started. */
+static void write_until_checkpoint(bf_store *store) {
+  static char blob[4096];
+  memset(blob, 'x', sizeof blob);
+  for (int i = 0; i < 5000 && !bf__store_checkpointing(store); i++) {
+    int64_t id = 0;
+    assert_int_equal(bf__store_outbox_add(store, "c", blob, sizeof blob, &id),
+                     0);
+    assert_int_equal(bf__store_outbox_ack(store, "c", id), 0);
+  }
+  assert_true(bf__store_checkpointing(store));
+}
+
+/* WAL checkpoints on the thread pool, off the loop: one starts past the
+ * threshold, completes, and writes go on; a store closed while one runs
+ * lets it finish on its own connection. */
+static void test_checkpoint_in_background(void **state) {
+  struct fixture *f = *state;
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  bf_store *store = open_ok(f);
+  assert_int_equal(bf__store_checkpoint_in_background(store, &loop), 0);
+  write_until_checkpoint(store);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_false(bf__store_checkpointing(store));
+  assert_int_equal(bf__store_checkpoints(store), 1);
+  int64_t id = 0;
+  assert_int_equal(bf__store_outbox_add(store, "c", "<x/>", 4, &id), 0);
+  write_until_checkpoint(store);
+  bf__store_close(store);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  store = open_ok(f);
+  assert_int_equal(bf__store_outbox_count(store, "c"), 1);
+  bf__store_close(store);
+}
+
 /* A callback that uses the store: acks each row it is given, adds a
  * follow-up for the first rows, and walks the outbox again inside. */
 struct reentrant {
@@ -588,6 +626,8 @@ int main(void) {
                                     teardown),
     cmocka_unit_test_setup_teardown(test_kv, setup, teardown),
     cmocka_unit_test_setup_teardown(test_outbox, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_checkpoint_in_background, setup,
+                                    teardown),
     cmocka_unit_test_setup_teardown(test_outbox_callback_may_use_store, setup,
                                     teardown),
   };
