@@ -341,7 +341,7 @@ static void irc_on_online(void *state) { bf_irc_rooms_resend(state); }
 /* Back-pressure (irc-server.c): IRC reads paused for a congested XMPP
  * stream resume once it drained, or when it is gone (durable stanzas are
  * stored meanwhile, room state is sent again on the next stream). */
-static void irc_on_drained(void *state) { bf_irc_conns_resume(state); }
+static void irc_resume_reads(void *state) { bf_irc_conns_resume(state); }
 
 /* When the user's last resource goes, their IRC connections end (no
  * channel is persistent yet). */
@@ -373,7 +373,7 @@ const bf_module bf_irc_module = {
     .close = irc_close,
     .on_stanza = irc_on_stanza,
     .on_online = irc_on_online,
-    .on_offline = irc_on_drained,
+    .on_offline = irc_resume_reads,
     .flags = 0,
     .register_fields = NULL,
     .n_register_fields = 0,
@@ -389,5 +389,5 @@ const bf_module bf_irc_module = {
     .on_subscribe = NULL,
     .commands = irc_commands,
     .n_commands = sizeof irc_commands / sizeof *irc_commands,
-    .on_drained = irc_on_drained,
+    .on_drained = irc_resume_reads,
 };
