@@ -12,6 +12,16 @@
 
 /* How many outbox rows are read per batch while replaying. */
 #define OUTBOX_BATCH 256
+/* Durable stanzas staged in one loop iteration past this many bytes are
+ * committed at once (bounds the memory a burst holds before its commit;
+ * ~2,500 groupchat stanzas still share one transaction). */
+#define OUTBOX_STAGED_MAX (1024 * 1024)
+/* After a failed commit the staged stanzas are kept and the commit is
+ * retried this often (a full disk, a locked database). */
+#define OUTBOX_RETRY_MS 1000
+/* Rows a ping confirmed are deleted in the next commit's transaction
+ * (one commit instead of two), or after this long without one. */
+#define OUTBOX_ACK_DELAY_MS 500
 
 struct bf_gateway_timer {
   uv_timer_t handle;
@@ -22,6 +32,8 @@ struct bf_gateway_timer {
   bool repeat;
   bf_gateway_timer *next;
 };
+
+static void on_outbox_timer(uv_timer_t *timer);
 
 static inline bf_gateway *gw_of(const bf_host *host) {
   return bf_container_of(host, bf_gateway, host);
@@ -131,6 +143,11 @@ int bf__gateway_send(bf_gateway *gw, const bf_xml *stanza) {
   int rc = check_addresses(gw, stanza);
   if (rc)
     return rc;
+  /* Durable stanzas sent before this one go first, as they always did:
+   * commit them now. While the database fails they wait for the retry
+   * timer and this one does not wait for them. */
+  if (gw->n_staged && !gw->outbox_failing)
+    (void)bf__gateway_outbox_commit(gw);
   return bf__component_send(&gw->component, stanza);
 }
 
@@ -220,15 +237,13 @@ bool bf__gateway_ping_reply(bf_gateway *gw, const bf_xml *stanza) {
     return false;
   /* Even an error reply proves the server read everything before it. */
   gw->ping_outstanding = false;
-  if (gw->ping_covers > 0 && gw->daemon->store) {
-    int rc = bf__store_outbox_ack(gw->daemon->store, gw->conf->domain,
-                                  gw->ping_covers);
-    if (rc)
-      bf__error(gw->conf->section, "cannot delete confirmed outbox rows: %s",
-                bf__store_errmsg(gw->daemon->store));
-    else
-      bf__debug(gw->conf->section, "server confirmed outbox up to %lld",
-                (long long)gw->ping_covers);
+  if (gw->ping_covers > gw->outbox_ack_upto && gw->outbox_timer_open) {
+    bf__debug(gw->conf->section, "server confirmed outbox up to %lld",
+              (long long)gw->ping_covers);
+    gw->outbox_ack_upto = gw->ping_covers;
+    if (!uv_is_active((uv_handle_t *)&gw->outbox_timer))
+      uv_timer_start(&gw->outbox_timer, on_outbox_timer, OUTBOX_ACK_DELAY_MS,
+                     0);
   }
   if (gw->outbox_written > gw->ping_covers && !gw->outbox_replaying)
     send_ping(gw);
@@ -298,42 +313,151 @@ static int host_send(const bf_host *host, const bf_xml *stanza) {
   return bf__gateway_send(gw_of(host), stanza);
 }
 
+/* The staged stanzas are committed (or the commit failed): forget them. */
+static void outbox_unstage(bf_gateway *gw) {
+  gw->n_staged = 0;
+  bf__buf_reset(&gw->outbox_staged);
+  /* Don't keep a burst's worth of memory around while idle. */
+  if (gw->outbox_staged.cap > 64 * 1024)
+    bf__buf_close(&gw->outbox_staged);
+}
+
+/* Writes committed rows now only if everything before them already was,
+ * so the stream carries the outbox in id order; otherwise the replay
+ * picks them up. */
+static void outbox_write(bf_gateway *gw, const bf_outbox_row *rows,
+                         const int64_t *ids, size_t n) {
+  bf_component *c = &gw->component;
+  if (!bf__component_online(c))
+    return; /* on_online replays them */
+  for (size_t i = 0; i < n; i++) {
+    if (gw->outbox_replaying ||
+        bf__component_send_raw(c, rows[i].xml, rows[i].len) != 0) {
+      gw->outbox_replaying = true;
+      c->need_drain = true;
+      break;
+    }
+    gw->outbox_written = ids[i];
+  }
+  send_ping(gw);
+}
+
+int bf__gateway_outbox_commit(bf_gateway *gw) {
+  bf_store *store = gw->daemon->store;
+  size_t n = gw->n_staged;
+  if (!n && !gw->outbox_ack_upto)
+    return 0;
+  if (gw->outbox_timer_open)
+    uv_timer_stop(&gw->outbox_timer);
+  /* n is 0 when only confirmed rows are deleted. */
+  bf_outbox_row *rows = n ? malloc(n * sizeof *rows) : NULL;
+  int64_t *ids = n ? malloc(n * sizeof *ids) : NULL;
+  int rc = !n || (rows && ids) ? 0 : BF_ENOMEM;
+  if (!rc) {
+    const char *at = gw->outbox_staged.data;
+    for (size_t i = 0; i < n; i++) {
+      rows[i] = (bf_outbox_row){at, gw->staged_len[i]};
+      at += gw->staged_len[i];
+    }
+    rc = bf__store_outbox_add_many(store, gw->conf->domain, rows, n, ids,
+                                   gw->outbox_ack_upto);
+  }
+  if (rc) {
+    /* Kept staged, so nothing accepted is lost; plain sends go on. */
+    if (!gw->outbox_failing)
+      bf__error(gw->conf->section,
+                "cannot write the outbox (%zu new stanza(s)): %s; they are "
+                "kept in memory and retried every %u ms",
+                n, rc == BF_ENOMEM ? "out of memory" : bf__store_errmsg(store),
+                OUTBOX_RETRY_MS);
+    gw->outbox_failing = true;
+    if (gw->outbox_timer_open)
+      uv_timer_start(&gw->outbox_timer, on_outbox_timer, OUTBOX_RETRY_MS, 0);
+    goto out;
+  }
+  if (gw->outbox_failing)
+    bf__info(gw->conf->section, "the outbox is writable again");
+  gw->outbox_failing = false;
+  gw->outbox_ack_upto = 0;
+  if (n)
+    outbox_write(gw, rows, ids, n);
+  outbox_unstage(gw);
+out:
+  free(rows);
+  free(ids);
+  return rc;
+}
+
+/* At stop, with a failing database: the staged stanzas go to the stream
+ * without a row, as many as it takes; the rest is lost, and logged. */
+static void outbox_write_unstored(bf_gateway *gw) {
+  const char *at = gw->outbox_staged.data;
+  size_t written = 0;
+  while (written < gw->n_staged &&
+         bf__component_send_raw(&gw->component, at,
+                                gw->staged_len[written]) == 0)
+    at += gw->staged_len[written++];
+  bf__error(gw->conf->section,
+            "stopping with %zu durable stanza(s) not stored: %zu written to "
+            "the server unconfirmed, %zu lost",
+            gw->n_staged, written, gw->n_staged - written);
+  outbox_unstage(gw);
+}
+
+static void on_outbox_timer(uv_timer_t *timer) {
+  bf_gateway *gw = bf_container_of(timer, bf_gateway, outbox_timer);
+  (void)bf__gateway_outbox_commit(gw);
+}
+
+/* Serializes the stanza into the staged rows; the outbox timer commits
+ * them all at the next loop iteration, and only then are they written. */
 static int host_send_durable(const bf_host *host, const bf_xml *stanza) {
   bf_gateway *gw = gw_of(host);
-  bf_store *store = gw->daemon->store;
+  bf_buf *staged = &gw->outbox_staged;
   int rc = check_addresses(gw, stanza);
   if (rc)
     return rc;
-  if (!store)
+  if (!gw->daemon->store || !gw->outbox_timer_open)
     return BF_EIO;
-  size_t len = 0;
-  char *xml = bf_xml_to_string(stanza, &len);
-  if (!xml)
-    return BF_ENOMEM;
+  if (staged->len >= OUTBOX_STAGED_MAX &&
+      (gw->outbox_failing || bf__gateway_outbox_commit(gw) != 0))
+    return BF_EIO; /* the database is failing and memory holds enough */
+  if (gw->n_staged == gw->staged_cap) {
+    size_t cap = gw->staged_cap ? gw->staged_cap * 2 : 64;
+    size_t *grown = realloc(gw->staged_len, cap * sizeof *grown);
+    if (!grown)
+      return BF_ENOMEM;
+    gw->staged_len = grown;
+    gw->staged_cap = cap;
+  }
+  size_t before = staged->len;
+  rc = bf__xml_serialize(stanza, BF_NS_COMPONENT, staged);
+  if (rc)
+    return rc;
+  size_t len = staged->len - before;
   if (len > gw->daemon->conf->max_stanza_size) {
-    free(xml);
+    staged->len = before;
+    staged->data[before] = '\0';
     return BF_E2BIG;
   }
-  int64_t id = 0;
-  rc = bf__store_outbox_add(store, gw->conf->domain, xml, len, &id);
-  if (rc) {
-    bf__error(gw->conf->section, "cannot store a stanza in the outbox: %s",
-              bf__store_errmsg(store));
-    free(xml);
-    return rc;
-  }
-  /* Written now only if everything before it already was, so the stream
-   * carries the outbox in id order; otherwise the replay picks it up. */
-  if (bf__component_online(&gw->component) && !gw->outbox_replaying &&
-      bf__component_send_raw(&gw->component, xml, len) == 0) {
-    gw->outbox_written = id;
-    send_ping(gw);
-  } else if (bf__component_online(&gw->component)) {
-    gw->outbox_replaying = true;
-    gw->component.need_drain = true;
-  }
-  free(xml);
+  /* The first one staged brings the commit forward to the next loop
+   * iteration (the timer may be waiting to delete confirmed rows). */
+  if (gw->n_staged++ == 0 && !gw->outbox_failing)
+    uv_timer_start(&gw->outbox_timer, on_outbox_timer, 0, 0);
+  gw->staged_len[gw->n_staged - 1] = len;
   return 0;
+}
+
+/* Version 3: is the stream ready for more? Past half the write queue's cap
+ * (where the component stops reading from the server) it is not, and
+ * on_drained tells the module when it is again. */
+static bool host_writable(const bf_host *host) {
+  bf_component *c = &gw_of(host)->component;
+  if (!bf__component_online(c) ||
+      bf__component_queued(c) <= c->opt.write_queue_max / 2)
+    return true;
+  c->need_drain = true;
+  return false;
 }
 
 static const char *host_config(const bf_host *host, const char *key) {
@@ -537,21 +661,37 @@ static void on_drained(bf_component *c) {
   bf_gateway *gw = c->data;
   if (gw->outbox_replaying)
     outbox_replay(gw);
+  const bf_module *m3 = bf__gateway_module_v3(gw);
+  if (gw->module_started && m3 && m3->on_drained &&
+      bf__component_queued(c) <= c->opt.write_queue_max / 2)
+    m3->on_drained(gw->state);
+}
+
+/* on_stopped runs once the component and both timers are closed. */
+static void maybe_stopped(bf_gateway *gw) {
+  if (gw->ping_timer_open || gw->outbox_timer_open)
+    return;
+  if (gw->component_started && gw->component.state != BF_COMPONENT_STOPPED)
+    return;
+  if (gw->on_stopped)
+    gw->on_stopped(gw);
 }
 
 static void on_ping_timer_closed(uv_handle_t *handle) {
   bf_gateway *gw = bf_container_of((uv_timer_t *)handle, bf_gateway, ping_timer);
   gw->ping_timer_open = false;
-  if (!gw->component_started || gw->component.state == BF_COMPONENT_STOPPED) {
-    if (gw->on_stopped)
-      gw->on_stopped(gw);
-  }
+  maybe_stopped(gw);
+}
+
+static void on_outbox_timer_closed(uv_handle_t *handle) {
+  bf_gateway *gw =
+      bf_container_of((uv_timer_t *)handle, bf_gateway, outbox_timer);
+  gw->outbox_timer_open = false;
+  maybe_stopped(gw);
 }
 
 static void on_component_stopped(bf_component *c) {
-  bf_gateway *gw = c->data;
-  if (!gw->ping_timer_open && gw->on_stopped)
-    gw->on_stopped(gw);
+  maybe_stopped(c->data);
 }
 
 static const bf_component_callbacks component_callbacks = {
@@ -627,6 +767,8 @@ int bf__gateway_new(bf_gateway **out, bf_daemon *daemon,
   h->msgid_foreign = bf__msgid_foreign;
   h->msgid_xmpp = bf__msgid_xmpp;
   h->is_admin = host_is_admin;
+  h->writable = host_writable;
+  bf__buf_init(&gw->outbox_staged, 0);
   *out = gw;
   return 0;
 }
@@ -645,6 +787,9 @@ int bf__gateway_start(bf_gateway *gw) {
               bf_strerror(rc));
     return rc;
   }
+  /* Before init: the module may send durable stanzas from there on. */
+  uv_timer_init(gw->daemon->loop, &gw->outbox_timer);
+  gw->outbox_timer_open = true;
   if (m->init) {
     rc = m->init(&gw->host, &gw->state);
     if (rc) {
@@ -693,12 +838,20 @@ void bf__gateway_stop(bf_gateway *gw, void (*on_stopped)(bf_gateway *gw)) {
   gw->module_started = false;
   while (gw->timers)
     timer_release(gw, gw->timers);
+  /* The module's last durable stanzas are stored (and confirmed rows
+   * deleted) before the stream is closed; if the database fails now, they
+   * are at least written. */
+  if (bf__gateway_outbox_commit(gw) != 0 && gw->n_staged)
+    outbox_write_unstored(gw);
   if (gw->component_started)
     bf__component_stop(&gw->component);
+  bool closing = gw->ping_timer_open || gw->outbox_timer_open;
   if (gw->ping_timer_open)
     uv_close((uv_handle_t *)&gw->ping_timer, on_ping_timer_closed);
-  else if (on_stopped)
-    on_stopped(gw);
+  if (gw->outbox_timer_open)
+    uv_close((uv_handle_t *)&gw->outbox_timer, on_outbox_timer_closed);
+  if (!closing)
+    maybe_stopped(gw);
 }
 
 void bf__gateway_free(bf_gateway *gw) {
@@ -708,6 +861,8 @@ void bf__gateway_free(bf_gateway *gw) {
     bf__component_close(&gw->component);
   bf__users_close(gw);
   bf__module_unload(&gw->module);
+  bf__buf_close(&gw->outbox_staged);
+  free(gw->staged_len);
   for (int i = 0; i < BF_JID_CACHE_SIZE; i++)
     free(gw->jid_cache[i].mem);
   free(gw->kv_namespace);

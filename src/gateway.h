@@ -68,6 +68,20 @@ struct bf_gateway {
   int64_t outbox_written;      /* highest outbox id written on this stream */
   bool outbox_replaying;       /* rows remain that are not written yet */
 
+  /* Durable stanzas accepted and not yet committed: serialized one after
+   * the other in outbox_staged, their lengths in staged_len. outbox_timer
+   * (timeout 0: the next loop iteration, or a retry delay after a failed
+   * commit) stores them in one transaction, then writes them: one commit
+   * per loop iteration instead of one per stanza. */
+  bf_buf outbox_staged;
+  size_t *staged_len;
+  size_t n_staged, staged_cap;
+  uv_timer_t outbox_timer;
+  bool outbox_timer_open;
+  bool outbox_failing;         /* the last commit failed (logged once) */
+  int64_t outbox_ack_upto;     /* confirmed by a ping: deleted by the next
+                                  commit (0: nothing to delete) */
+
   /* JIDs recently prepared, raw form -> prepared parts, so the same
    * addresses are not prepared again and again: replies go to the JID a
    * stanza came from, and a transport talks to the same few users. */
@@ -96,6 +110,12 @@ static inline const bf_module *bf__gateway_module_v2(const bf_gateway *gw) {
   return m->abi_version >= 2 ? m : NULL;
 }
 
+/* The module's version-3 fields (on_drained), or NULL. */
+static inline const bf_module *bf__gateway_module_v3(const bf_gateway *gw) {
+  const bf_module *m = gw->module.module;
+  return m->abi_version >= 3 ? m : NULL;
+}
+
 /* Creates a gateway for a config section and loads its module; does not
  * connect. err: "FILE:LINE: message" on failure. */
 int bf__gateway_new(bf_gateway **gw, bf_daemon *daemon,
@@ -114,6 +134,11 @@ void bf__gateway_free(bf_gateway *gw);
  * the gateway's domain or a JID at it, 'to' a valid JID (protocol notes
  * §1.4: anything else is a stream error that drops every user). */
 int bf__gateway_send(bf_gateway *gw, const bf_xml *stanza);
+
+/* Commits the staged durable stanzas now and writes them (see
+ * outbox_staged). 0, or the store's error (they stay staged and are
+ * retried). */
+int bf__gateway_outbox_commit(bf_gateway *gw);
 
 /* bf__gateway_send, then frees stanza (NULL allowed: nothing sent). */
 void bf__gateway_send_free(bf_gateway *gw, bf_xml *stanza);

@@ -234,6 +234,9 @@ int main(int argc, char **argv) {
     a->exit_code = 1;
     goto out;
   }
+  if (bf__store_checkpoint_in_background(a->daemon.store, &a->loop) != 0)
+    bf__warn(NULL, "SQLite is not thread-safe here: WAL checkpoints run in "
+                   "commits on the main thread (slower fan-out)");
   rc = bf__http_new(&a->daemon.http, &a->loop);
   if (rc) {
     bf__error(NULL, "cannot start the HTTP client: %s", bf_strerror(rc));

@@ -16,7 +16,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <uv.h>
+
 #include "babelfish/error.h"
+#include "util.h"
 
 /* Kept small: the whole daemon must idle under 4 MiB RSS, and the working
  * set (kv rows, an outbox that is normally near empty) is tiny. */
@@ -24,6 +27,12 @@
 /* Bounds the -wal file left after a checkpoint; the outbox churns. */
 #define STORE_WAL_LIMIT_BYTES (4 * 1024 * 1024)
 #define STORE_BUSY_TIMEOUT_MS 5000
+/* With bf__store_checkpoint_in_background: the WAL is checkpointed on a
+ * worker thread once it holds this many pages (SQLite's own automatic
+ * threshold), so its fdatasync never stalls the loop (measured: 4-6 ms
+ * per checkpoint on the loop thread, every ~10 s of a 500 stanzas/s
+ * fan-out). */
+#define STORE_CHECKPOINT_PAGES 1000
 
 /* outbox_each copies rows in batches of at most this many rows / bytes
  * (a row always fits, however large), so that no statement is open while
@@ -94,11 +103,27 @@ static const char *const core_migrations[] = {
   "CREATE INDEX msgids_gateway_id ON msgids(gateway, id);",
 };
 
+typedef struct checkpoint_job checkpoint_job;
+
 struct bf_store {
   sqlite3 *db;
   sqlite3_stmt *st[ST_COUNT];
   int lock_fd;
   char errmsg[512];
+  uv_loop_t *loop;             /* background checkpoints: the loop */
+  char *path;                  /* for the checkpoint's own connection */
+  checkpoint_job *job;         /* the checkpoint in flight, or NULL */
+  unsigned long checkpoints;   /* background checkpoints completed */
+};
+
+/* One background checkpoint. The worker uses only the job (its own
+ * connection, opened and closed there), never the store, so a store
+ * closed meanwhile just leaves job->store NULL. */
+struct checkpoint_job {
+  uv_work_t req;
+  bf_store *store;             /* NULL once the store is closed */
+  char *path;                  /* copied */
+  int rc;                      /* SQLite's result */
 };
 
 static void set_err(char *err, size_t err_size, const char *fmt, ...)
@@ -398,9 +423,94 @@ out:
   return 0;
 }
 
+/* ---- background checkpoints -------------------------------------------- */
+
+static void checkpoint_work(uv_work_t *req) {
+  checkpoint_job *job = bf_container_of(req, checkpoint_job, req);
+  sqlite3 *db = NULL;
+  job->rc = sqlite3_open_v2(job->path, &db,
+                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+  if (job->rc == SQLITE_OK) {
+    sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS);
+    /* PASSIVE: copies what it can without waiting for the loop's
+     * connection, which goes on writing to the WAL meanwhile. */
+    job->rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE,
+                                        NULL, NULL);
+  }
+  sqlite3_close(db);
+}
+
+static void checkpoint_done(uv_work_t *req, int status) {
+  checkpoint_job *job = bf_container_of(req, checkpoint_job, req);
+  bf_store *store = job->store;
+  if (store) {
+    store->job = NULL;
+    if (status == 0 && job->rc == SQLITE_OK)
+      store->checkpoints++;
+  }
+  free(job->path);
+  free(job);
+}
+
+/* sqlite3_wal_hook: after each commit on the loop's connection, with the
+ * WAL's size in pages. */
+static int on_wal_commit(void *data, sqlite3 *db, const char *name,
+                         int pages) {
+  bf_store *store = data;
+  (void)db;
+  (void)name;
+  if (pages < STORE_CHECKPOINT_PAGES || store->job)
+    return SQLITE_OK;
+  checkpoint_job *job = calloc(1, sizeof *job);
+  char *path = store->path ? strdup(store->path) : NULL;
+  if (!job || !path) {
+    free(job);
+    free(path);
+    return SQLITE_OK; /* tried again at the next commit */
+  }
+  job->store = store;
+  job->path = path;
+  if (uv_queue_work(store->loop, &job->req, checkpoint_work,
+                    checkpoint_done) != 0) {
+    free(job->path);
+    free(job);
+    return SQLITE_OK;
+  }
+  store->job = job;
+  return SQLITE_OK;
+}
+
+int bf__store_checkpoint_in_background(bf_store *store, uv_loop_t *loop) {
+  /* Two connections in two threads need a thread-safe SQLite. */
+  if (!sqlite3_threadsafe())
+    return BF_ENOTSUP;
+  const char *path = sqlite3_db_filename(store->db, "main");
+  if (!path || !*path)
+    return BF_EINVAL;
+  free(store->path);
+  store->path = strdup(path);
+  if (!store->path)
+    return BF_ENOMEM;
+  store->loop = loop;
+  /* Replaces SQLite's automatic checkpoint, which ran in the commit. */
+  sqlite3_wal_hook(store->db, on_wal_commit, store);
+  return 0;
+}
+
+unsigned long bf__store_checkpoints(const bf_store *store) {
+  return store->checkpoints;
+}
+
+bool bf__store_checkpointing(const bf_store *store) {
+  return store->job != NULL;
+}
+
 void bf__store_close(bf_store *store) {
   if (!store)
     return;
+  if (store->job)
+    store->job->store = NULL; /* it finishes on its own connection */
+  free(store->path);
   for (int i = 0; i < ST_COUNT; i++)
     sqlite3_finalize(store->st[i]);
   /* _v2: a module that leaked a statement must not keep the close from
@@ -582,10 +692,44 @@ int bf__store_outbox_add(bf_store *store, const char *gateway,
   bind_text(st, 1, gateway);
   bind_blob(st, 2, xml, len);
   sqlite3_bind_int64(st, 3, (int64_t)time(NULL));
-  /* Autocommit: the row is committed when the step returns. */
+  /* Autocommit, unless add_many opened a transaction: the row is
+   * committed when the step returns. */
   int rc = step_done(store, st, "outbox add");
   if (!rc && id)
     *id = sqlite3_last_insert_rowid(store->db);
+  return rc;
+}
+
+int bf__store_outbox_add_many(bf_store *store, const char *gateway,
+                              const bf_outbox_row *rows, size_t n,
+                              int64_t *ids, int64_t ack_upto) {
+  int rc = 0;
+  if (!gateway || (n && (!rows || !ids)))
+    return BF_EINVAL;
+  for (size_t i = 0; i < n; i++)
+    if (rows[i].len && !rows[i].xml)
+      return BF_EINVAL;
+  if (n == 0 && ack_upto <= 0)
+    return 0;
+  /* IMMEDIATE: take the write lock up front, not halfway through. */
+  int src = sqlite3_exec(store->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+  if (src != SQLITE_OK)
+    return store_fail(store, src, "outbox add (begin)");
+  if (ack_upto > 0)
+    rc = bf__store_outbox_ack(store, gateway, ack_upto);
+  for (size_t i = 0; i < n && !rc; i++) {
+    rc = bf__store_outbox_add(store, gateway, rows[i].xml, rows[i].len,
+                              &ids[i]);
+  }
+  if (rc)
+    goto out;
+  src = sqlite3_exec(store->db, "COMMIT", NULL, NULL, NULL);
+  if (src != SQLITE_OK)
+    rc = store_fail(store, src, "outbox add (commit)");
+out:
+  /* As in schema_step: a failed COMMIT may leave the transaction open. */
+  if (rc && !sqlite3_get_autocommit(store->db))
+    sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
   return rc;
 }
 

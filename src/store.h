@@ -7,6 +7,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <stdbool.h>
+
+#include <uv.h>
+
 struct sqlite3;
 typedef struct bf_store bf_store;
 
@@ -19,6 +23,17 @@ typedef struct bf_store bf_store;
  * the file and the cause to err. Open after any fork (daemonizing). */
 int bf__store_open(bf_store **store, const char *path, char *err, size_t err_size);
 void bf__store_close(bf_store *store);   /* NULL allowed */
+/* From now on the WAL is checkpointed on loop's thread pool, with a
+ * connection of its own, instead of inside a commit on the loop thread
+ * (SQLite's automatic checkpoint, which fdatasyncs). loop: borrowed,
+ * kept; run it to the end before closing it (a checkpoint in flight is a
+ * request on it; the store itself may be closed first). BF_ENOTSUP when
+ * SQLite was built without thread safety (the automatic checkpoint
+ * stays). */
+int bf__store_checkpoint_in_background(bf_store *store, uv_loop_t *loop);
+/* Background checkpoints completed; whether one is running. */
+unsigned long bf__store_checkpoints(const bf_store *store);
+bool bf__store_checkpointing(const bf_store *store);
 struct sqlite3 *bf__store_db(bf_store *store);
 /* The message of the store's last failure ("" if none): what was being
  * done and SQLite's reason. Borrowed; valid until the next store call. */
@@ -51,6 +66,19 @@ int bf__store_kv_delete(bf_store *store, const char *ns, const char *key);
  * server confirmed everything up to it. */
 int bf__store_outbox_add(bf_store *store, const char *gateway,
                          const char *xml, size_t len, int64_t *id);
+/* Adds n rows in one transaction, all or none (one commit instead of n:
+ * the durable sends of one loop iteration), and in the same transaction
+ * deletes the gateway's rows with id <= ack_upto when it is > 0 (what
+ * the server confirmed since). rows and their xml: copied. ids[i]: the id
+ * of rows[i], in increasing order. On error nothing changes (rolled
+ * back). */
+typedef struct bf_outbox_row {
+  const char *xml;
+  size_t len;
+} bf_outbox_row;
+int bf__store_outbox_add_many(bf_store *store, const char *gateway,
+                              const bf_outbox_row *rows, size_t n,
+                              int64_t *ids, int64_t ack_upto);
 /* Deletes the gateway's rows with id <= upto. */
 int bf__store_outbox_ack(bf_store *store, const char *gateway, int64_t upto);
 /* Calls cb for the gateway's rows with id > after, in id order, at most

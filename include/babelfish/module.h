@@ -38,7 +38,7 @@
 #include "jid.h"
 #include "xml.h"
 
-#define BF_MODULE_ABI_VERSION 2u
+#define BF_MODULE_ABI_VERSION 3u
 #define BF_MODULE_SYMBOL "bf_module_entry"
 
 #if defined(__GNUC__)
@@ -104,8 +104,14 @@ struct bf_host {
 
   /* Stores the stanza durably, then sends it when the stream is up. It is
    * deleted only once the server has confirmed it and re-sent after a
-   * reconnect or restart otherwise. stanza: borrowed. Returns 0 once it is
-   * committed to the database, BF_EINVAL as for send, BF_EIO. */
+   * reconnect or restart otherwise. stanza: borrowed (serialized before
+   * return). Returns 0 once it is accepted: the durable stanzas of one
+   * loop iteration are committed together, in one transaction, at the
+   * start of the next iteration (or before a later send, which keeps the
+   * order in which they were sent), and none is written before its
+   * commit; a failing commit keeps them in memory and is retried.
+   * BF_EINVAL as for send, BF_E2BIG over max_stanza_size, BF_EIO without
+   * a database or while it fails and 1 MiB is already waiting. */
   int (*send_durable)(const bf_host *host, const bf_xml *stanza);
 
   /* The value of key in the gateway's config section, or NULL. Borrowed;
@@ -204,6 +210,15 @@ struct bf_host {
   /* True if jid (any JID; its bare part counts) is one of [babelfish]
    * admins. */
   bool (*is_admin)(const bf_host *host, const bf_jid *jid);
+
+  /* ---- version 3: back-pressure -------------------------------------- */
+
+  /* False while the stream is up and its write queue is past half its
+   * cap (where send is close to BF_ENOBUFS): a module that turns foreign
+   * input into stanzas should stop reading that input until the module's
+   * on_drained is called. True when the stream is down (send fails with
+   * BF_ENOTCONN then; send_durable stores; on_offline ends a wait). */
+  bool (*writable)(const bf_host *host);
 };
 
 /* ---- ad-hoc commands (XEP-0050) -------------------------------------- */
@@ -289,7 +304,8 @@ enum bf_module_flags {
 typedef struct bf_module {
   uint32_t abi_version;        /* BF_MODULE_ABI_VERSION; always first.
                                   Version 1 ends with on_offline, version 2
-                                  with n_commands. */
+                                  with n_commands, version 3 with
+                                  on_drained. */
   const char *name;            /* "transport = NAME" */
   const char *description;     /* one line, shown in disco and --version */
   const char *disco_type;      /* XEP-0030 gateway identity type, e.g. "irc" */
@@ -372,6 +388,13 @@ typedef struct bf_module {
    * form at step 0). */
   const bf_command *commands;
   size_t n_commands;
+
+  /* ---- version 3: back-pressure -------------------------------------- */
+
+  /* The write queue has drained (to a quarter of its cap) after
+   * host->writable returned false or a send failed with BF_ENOBUFS:
+   * input paused for it may be read again. */
+  void (*on_drained)(void *state);
 } bf_module;
 
 #endif

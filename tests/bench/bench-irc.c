@@ -107,6 +107,7 @@ typedef struct options {
   unsigned lat_lines, lat_rate;
   unsigned join_users, join_max_s;
   unsigned idle_s, window, big_window, timeout_s;
+  unsigned long write_queue_max; /* babelfish's; 0 = its default */
   bool keep, enforce;
 } options;
 
@@ -355,10 +356,18 @@ static int write_config(run *r)
     snprintf(r->db, sizeof r->db, "%s/babelfish.db", r->dir);
     fprintf(f,
             "[babelfish]\nserver = 127.0.0.1\nport = %u\n"
-            "database = %s\nlog_level = warn\n"
+            "database = %s\nlog_level = warn\n",
+            r->comp_port, r->db);
+    /* A small write queue makes a join burst congest the XMPP side (the
+     * IRC back-pressure check of irc-smoke.sh); max_stanza_size must fit
+     * in it. */
+    if (r->o->write_queue_max)
+      fprintf(f, "write_queue_max = %lu\nmax_stanza_size = %lu\n",
+              r->o->write_queue_max, r->o->write_queue_max / 2);
+    fprintf(f,
             "[irc]\ntransport = irc\ndomain = " GW_DOMAIN "\n"
             "secret = " SECRET "\nirc_ports = %u\n",
-            r->comp_port, r->db, r->irc_port);
+            r->irc_port);
   } else {
     /* biboumi(1): key=value, no spaces. identd off (port 113 needs
      * privileges); TLS policy files looked up beside the config. The IRC
@@ -673,8 +682,8 @@ static void mark_done(run *r, long user, unsigned char how, uint64_t now)
 static void on_presence(run *r, const char *s, size_t n, size_t gt,
                         uint64_t now)
 {
-  const char *type, *to, *from;
-  size_t type_len, to_len, from_len;
+  const char *type = NULL, *to = NULL, *from = NULL;
+  size_t type_len = 0, to_len = 0, from_len = 0;
   char q;
   bool typed = tag_attr(s, gt, "type", &type, &type_len, &q);
   if (!tag_attr(s, gt, "to", &to, &to_len, &q) ||
@@ -1906,6 +1915,8 @@ static void usage(FILE *f)
       "  --window N            users with a join in flight (default 500, 0 = "
       "all)\n"
       "  --big-window N        the same in the big scenario (default 10)\n"
+      "  --write-queue-max B   babelfish's write_queue_max (default its own, "
+      "8M)\n"
       "  --timeout S           no progress for S s = stalled (default 30)\n"
       "  --babelfish PATH      default $BABELFISH, else ../babelfish beside "
       "this program\n"
@@ -1947,7 +1958,7 @@ static int parse_options(int argc, char **argv, options *o, char *self,
 {
   enum { O_GW = 256, O_SC, O_PU, O_PM, O_BU, O_BC, O_BM, O_FU, O_FM, O_FMAX, O_FIN,
          O_LL, O_LR, O_JU, O_JMAX, O_IDLE, O_WIN, O_BWIN, O_TO, O_BF, O_BB, O_TMP,
-         O_ENF, O_KEEP };
+         O_ENF, O_KEEP, O_WQ };
   static const struct option longs[] = {
       {"gateways", required_argument, NULL, O_GW},
       {"scenarios", required_argument, NULL, O_SC},
@@ -1967,6 +1978,7 @@ static int parse_options(int argc, char **argv, options *o, char *self,
       {"idle-s", required_argument, NULL, O_IDLE},
       {"window", required_argument, NULL, O_WIN},
       {"big-window", required_argument, NULL, O_BWIN},
+      {"write-queue-max", required_argument, NULL, O_WQ},
       {"timeout", required_argument, NULL, O_TO},
       {"babelfish", required_argument, NULL, O_BF},
       {"biboumi", required_argument, NULL, O_BB},
@@ -2009,6 +2021,7 @@ static int parse_options(int argc, char **argv, options *o, char *self,
     case O_IDLE: o->idle_s = uarg(optarg); break;
     case O_WIN: o->window = uarg(optarg); break;
     case O_BWIN: o->big_window = uarg(optarg); break;
+    case O_WQ: o->write_queue_max = uarg(optarg); break;
     case O_TO: o->timeout_s = uarg(optarg); break;
     case O_BF: o->bin[GW_BABELFISH] = optarg; break;
     case O_BB: o->bin[GW_BIBOUMI] = optarg; break;

@@ -84,7 +84,7 @@ static void check_message(const bf_irc_msg *m) {
 
 static int on_line(void *data, const char *line, size_t len) {
   record *r = data;
-  CHECK(len > 0 && len <= BF_IRC_READ_MAX && line[len] == '\0');
+  CHECK(len > 0 && len <= BF_IRC_READ_MAX);
   CHECK(!memchr(line, '\n', len));
   record_add(r, &len, sizeof len);
   record_add(r, line, len);
@@ -93,6 +93,24 @@ static int on_line(void *data, const char *line, size_t len) {
   else
     CHECK(msg.command == NULL && msg.n_params == 0);
   return 0;
+}
+
+/* A reader whose callback pauses at line pause_at and on every line
+ * after it until resumed (back-pressure), then hands out the rest. */
+typedef struct pausing {
+  record rec;
+  size_t lines, pause_at;
+  bool paused, resumed;
+} pausing;
+
+static int on_line_pausing(void *data, const char *line, size_t len) {
+  pausing *p = data;
+  if (!p->resumed && (p->paused || p->lines + 1 == p->pause_at)) {
+    p->paused = true;
+    return BF_IRC_READER_PAUSE;
+  }
+  p->lines++;
+  return on_line(&p->rec, line, len);
 }
 
 /* Pieces of bf_irc_split_text: bytes and the end offset of each. */
@@ -180,7 +198,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   bf_irc_reader_init(&one);
   CHECK(bf_irc_reader_feed(&one, in, size, on_line, &b) == 0);
   CHECK(a.len == b.len && (a.len == 0 || !memcmp(a.data, b.data, a.len)));
+  /* Paused at some line while the data comes in two pieces, then
+   * resumed: the same lines again. */
+  static bf_irc_reader paused;
+  pausing p = {.pause_at = 1 + data[0] % 8};
+  bf_irc_reader_init(&paused);
+  int rc = bf_irc_reader_feed(&paused, in, split_at, on_line_pausing, &p);
+  CHECK(rc == 0 || rc == BF_IRC_READER_PAUSE);
+  rc = bf_irc_reader_feed(&paused, in + split_at, size - split_at,
+                          on_line_pausing, &p);
+  CHECK(rc == 0 || rc == BF_IRC_READER_PAUSE);
+  p.resumed = true;
+  CHECK(bf_irc_reader_feed(&paused, NULL, 0, on_line_pausing, &p) == 0);
+  CHECK(!paused.holding && paused.len == one.len);
+  CHECK(p.rec.len == b.len && (b.len == 0 || !memcmp(p.rec.data, b.data, b.len)));
+  bf_irc_reader_close(&paused);
+  free(p.rec.data);
   CHECK(two.dropped == one.dropped && two.len == one.len);
+  /* A buffer is held only for a partial line. */
+  CHECK(!two.buf == !two.len && !one.buf == !one.len);
+  bf_irc_reader_close(&two);
+  bf_irc_reader_close(&one);
   free(a.data);
   free(b.data);
 

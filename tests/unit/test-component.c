@@ -139,6 +139,22 @@ static bool seen(void *data) {
 
 static bool outbox_empty(void *data) { return outbox_rows(data) == 0; }
 
+struct wait_rows {
+  fixture *f;
+  int64_t rows;
+};
+
+static bool rows_are(void *data) {
+  struct wait_rows *w = data;
+  return outbox_rows(w->f) == w->rows;
+}
+
+/* sqlite3_commit_hook: counts the transactions committed. */
+static int count_commit(void *data) {
+  (*(unsigned *)data)++;
+  return 0;
+}
+
 static int setup(void **state) {
   fixture *f = calloc(1, sizeof *f);
   f->dir = bf_test_tmpdir("component");
@@ -201,8 +217,10 @@ static void test_outbox_survives_restart(void **state) {
   uv_close((uv_handle_t *)&f->server.listener, NULL); /* server gone */
   assert_int_equal(f->gw->host.send_durable(&f->gw->host, m), 0);
   bf_xml_free(m);
-  assert_int_equal(outbox_rows(f), 1);
+  /* Staged until the next loop iteration; the stop commits it. */
+  assert_int_equal(outbox_rows(f), 0);
   bf__gateway_stop(f->gw, on_stopped);
+  assert_int_equal(outbox_rows(f), 1);
   assert_true(bf_test_run_until(&f->loop, is_stopped, f, 5000));
   bf__gateway_free(f->gw);
   uv_run(&f->loop, UV_RUN_DEFAULT);
@@ -505,7 +523,8 @@ static void test_outbox_replay_backpressure(void **state) {
     assert_int_equal(f->gw->host.send_durable(&f->gw->host, m), 0);
     bf_xml_free(m);
   }
-  assert_int_equal(outbox_rows(f), ROWS);
+  struct wait_rows r = {f, ROWS};
+  assert_true(bf_test_run_until(&f->loop, rows_are, &r, 3000));
   assert_true(bf_test_run_until(&f->loop, is_online, f, 5000));
   struct wait_text w = {f, "row-2999.", 1};
   assert_true(bf_test_run_until(&f->loop, seen, &w, 10000));
@@ -521,6 +540,151 @@ static void test_outbox_replay_backpressure(void **state) {
   }
   assert_int_equal(count(f->server.in, "row-"), ROWS);
   assert_true(bf_test_run_until(&f->loop, outbox_empty, f, 5000));
+  fixture_stop(f);
+}
+
+/* The durable sends of one loop iteration share one commit, and none of
+ * them is queued for the socket before it. */
+static void test_outbox_one_commit_per_iteration(void **state) {
+  fixture *f = *state;
+  enum { SENDS = 200 };
+  fixture_start(f, "s3cret");
+  assert_true(bf_test_run_until(&f->loop, is_online, f, 5000));
+  unsigned commits = 0;
+  sqlite3_commit_hook(bf__store_db(f->daemon.store), count_commit, &commits);
+  size_t queued = bf__component_queued(&f->gw->component);
+  for (int i = 0; i < SENDS; i++) {
+    char body[32];
+    snprintf(body, sizeof body, "batch-%03d.", i);
+    bf_xml *m = message(body);
+    assert_int_equal(f->gw->host.send_durable(&f->gw->host, m), 0);
+    bf_xml_free(m);
+  }
+  assert_int_equal(commits, 0);
+  assert_int_equal(outbox_rows(f), 0);
+  assert_int_equal(bf__component_queued(&f->gw->component), queued);
+  struct wait_text w = {f, "batch-199.", 1};
+  assert_true(bf_test_run_until(&f->loop, seen, &w, 3000));
+  assert_int_equal(commits, 1);
+  assert_int_equal(outbox_rows(f), SENDS); /* kept until a ping confirms */
+  const char *p = f->server.in;
+  for (int i = 0; i < SENDS; i++) {
+    char body[32];
+    snprintf(body, sizeof body, "batch-%03d.", i);
+    const char *q = strstr(p, body);
+    if (!q)
+      fail_msg("stanza %d missing or out of order", i);
+    p = q + 1;
+  }
+  sqlite3_commit_hook(bf__store_db(f->daemon.store), NULL, NULL);
+  fixture_stop(f);
+}
+
+/* A plain send after durable ones commits them first: the stream carries
+ * the stanzas in the order they were sent. */
+static void test_outbox_order_with_plain_send(void **state) {
+  fixture *f = *state;
+  fixture_start(f, "s3cret");
+  assert_true(bf_test_run_until(&f->loop, is_online, f, 5000));
+  unsigned commits = 0;
+  sqlite3_commit_hook(bf__store_db(f->daemon.store), count_commit, &commits);
+  const bf_host *h = &f->gw->host;
+  bf_xml *a = message("first-durable."), *b = message("second-plain."),
+         *c = message("third-durable.");
+  assert_int_equal(h->send_durable(h, a), 0);
+  assert_int_equal(h->send(h, b), 0);
+  assert_int_equal(commits, 1); /* the first was committed before b */
+  assert_int_equal(h->send_durable(h, c), 0);
+  bf_xml_free(a);
+  bf_xml_free(b);
+  bf_xml_free(c);
+  struct wait_text w = {f, "third-durable.", 1};
+  assert_true(bf_test_run_until(&f->loop, seen, &w, 3000));
+  assert_int_equal(commits, 2);
+  const char *p1 = strstr(f->server.in, "first-durable.");
+  const char *p2 = strstr(f->server.in, "second-plain.");
+  const char *p3 = strstr(f->server.in, "third-durable.");
+  assert_non_null(p1);
+  assert_non_null(p2);
+  assert_true(p1 < p2 && p2 < p3);
+  sqlite3_commit_hook(bf__store_db(f->daemon.store), NULL, NULL);
+  fixture_stop(f);
+}
+
+/* A commit that fails (another connection holds the write lock) loses
+ * nothing: the stanzas wait in memory, unwritten, and go out once a
+ * retry commits them. */
+static void test_outbox_commit_failure_retried(void **state) {
+  fixture *f = *state;
+  fixture_start(f, "s3cret");
+  assert_true(bf_test_run_until(&f->loop, is_online, f, 5000));
+  sqlite3_busy_timeout(bf__store_db(f->daemon.store), 0);
+  sqlite3 *other = NULL;
+  assert_int_equal(sqlite3_open(f->db, &other), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL),
+                   SQLITE_OK);
+  bf_xml *m = message("kept-while-locked.");
+  assert_int_equal(f->gw->host.send_durable(&f->gw->host, m), 0);
+  bf_xml_free(m);
+  struct wait_text w = {f, "kept-while-locked.", 1};
+  assert_false(bf_test_run_until(&f->loop, seen, &w, 300));
+  assert_true(f->gw->outbox_failing);
+  assert_int_equal(f->gw->n_staged, 1);
+  /* A plain send does not wait for the database. */
+  bf_xml *plain = message("plain-meanwhile.");
+  assert_int_equal(f->gw->host.send(&f->gw->host, plain), 0);
+  bf_xml_free(plain);
+  struct wait_text wp = {f, "plain-meanwhile.", 1};
+  assert_true(bf_test_run_until(&f->loop, seen, &wp, 3000));
+  assert_int_equal(count(f->server.in, "kept-while-locked."), 0);
+
+  assert_int_equal(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_close(other), SQLITE_OK);
+  assert_true(bf_test_run_until(&f->loop, seen, &w, 3000));
+  assert_false(f->gw->outbox_failing);
+  assert_int_equal(f->gw->n_staged, 0);
+  assert_int_equal(outbox_rows(f), 1);
+  fixture_stop(f);
+}
+
+static unsigned drained_calls;
+
+static bool drained_once(void *data) { return *(unsigned *)data >= 1; }
+
+static void on_drained_probe(void *state) {
+  (void)state;
+  drained_calls++;
+}
+
+/* host->writable goes false past half the write queue's cap and the
+ * module's on_drained follows once the queue has drained. */
+static void test_writable_and_drained(void **state) {
+  fixture *f = *state;
+  fixture_start(f, "s3cret");
+  /* The echo module with an on_drained probe. */
+  static bf_module probe;
+  probe = *f->gw->module.module;
+  probe.on_drained = on_drained_probe;
+  f->gw->module.module = &probe;
+  drained_calls = 0;
+  const bf_host *h = &f->gw->host;
+  assert_true(h->writable(h)); /* offline: nothing to wait for */
+  assert_true(bf_test_run_until(&f->loop, is_online, f, 5000));
+  f->gw->component.opt.write_queue_max = 16 * 1024;
+  char body[1024];
+  memset(body, 'x', sizeof body - 1);
+  body[sizeof body - 1] = '\0';
+  bf_xml *m = message(body);
+  int sent = 0;
+  while (h->writable(h)) {
+    assert_int_equal(h->send(h, m), 0);
+    sent++;
+  }
+  bf_xml_free(m);
+  assert_true(sent >= 7 && sent <= 9);
+  assert_int_equal(drained_calls, 0);
+  assert_true(bf_test_run_until(&f->loop, drained_once, &drained_calls, 3000));
+  assert_true(h->writable(h));
   fixture_stop(f);
 }
 
@@ -606,6 +770,10 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_host_storage_and_timers, setup, teardown),
       cmocka_unit_test_setup_teardown(test_outbox_replay_backpressure, setup, teardown),
       cmocka_unit_test_setup_teardown(test_wrong_secret_retries, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_outbox_one_commit_per_iteration, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_outbox_order_with_plain_send, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_outbox_commit_failure_retried, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_writable_and_drained, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

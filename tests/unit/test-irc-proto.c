@@ -391,10 +391,10 @@ typedef struct collected {
 static int collect(void *data, const char *line, size_t len) {
   collected *c = data;
   assert_true(c->n < MAX_LINES);
-  assert_int_equal(line[len], '\0');
   c->lines[c->n] = malloc(len + 1);
   assert_non_null(c->lines[c->n]);
-  memcpy(c->lines[c->n], line, len + 1);
+  memcpy(c->lines[c->n], line, len);
+  c->lines[c->n][len] = '\0';
   c->lens[c->n] = len;
   c->n++;
   return c->n == c->stop_at ? 42 : 0;
@@ -489,6 +489,7 @@ static void test_reader_every_split(void **state) {
   for (size_t i = 0; i < n; i++)
     assert_int_equal(feed_exact(r, stream + i, 1, &c), 0);
   check_stream(&c);
+  bf_irc_reader_close(r);
   free(r);
 }
 
@@ -529,6 +530,7 @@ static void test_reader_partial_and_empty(void **state) {
   assert_int_equal(c.lens[0], 3);
   collected_free(&c);
   assert_int_equal(r->dropped, 0);
+  bf_irc_reader_close(r);
   free(r);
 }
 
@@ -549,6 +551,7 @@ static void test_reader_stop(void **state) {
   assert_int_equal(c.n, 1);
   assert_string_equal(c.lines[0], "E");
   collected_free(&c);
+  bf_irc_reader_close(r);
   free(r);
 }
 
@@ -623,7 +626,90 @@ static void test_reader_long_lines(void **state) {
   assert_int_equal(r->dropped, 3);
   assert_int_equal(c.n, 0);
   free(line);
+  bf_irc_reader_close(r);
   free(r);
+}
+
+/* Memory: no buffer while no partial line is held; a small one for a
+ * short partial line, grown for a long one, given back when it ends. */
+static void test_reader_holds_only_partial_lines(void **state) {
+  (void)state;
+  bf_irc_reader r;
+  collected c = {0};
+  bf_irc_reader_init(&r);
+  assert_int_equal(feed_exact(&r, "PING :a\r\nPING :b\r\n", 18, &c), 0);
+  assert_null(r.buf);
+  assert_int_equal(c.n, 2);
+  collected_free(&c);
+  assert_int_equal(feed_exact(&r, "PING :c\r\nPRIV", 13, &c), 0);
+  assert_non_null(r.buf);
+  assert_int_equal(r.len, 4);
+  assert_true(r.cap <= 512);
+  char *line = long_line(BF_IRC_READ_MAX - 4);
+  assert_int_equal(feed_exact(&r, line + 4, BF_IRC_READ_MAX - 8, &c), 0);
+  assert_int_equal(r.cap, BF_IRC_READ_MAX + 2);
+  assert_int_equal(feed_exact(&r, "\r\n", 2, &c), 0);
+  assert_null(r.buf);
+  assert_int_equal(r.cap, 0);
+  assert_int_equal(c.n, 2);
+  assert_int_equal(c.lens[1], BF_IRC_READ_MAX - 4);
+  assert_memory_equal(c.lines[1], "PRIV", 4);
+  assert_memory_equal(c.lines[1] + 4, line + 4, BF_IRC_READ_MAX - 8);
+  collected_free(&c);
+  free(line);
+  /* Closing with a partial line held frees it. */
+  assert_int_equal(feed_exact(&r, "PART", 4, &c), 0);
+  assert_non_null(r.buf);
+  bf_irc_reader_close(&r);
+  assert_null(r.buf);
+}
+
+/* Pauses at line pause_at (1-based) and on every line after it until
+ * resumed, as the IRC module does while the XMPP stream is congested. */
+typedef struct pausing {
+  collected c;
+  size_t pause_at;
+  bool paused, resumed;
+} pausing;
+
+static int collect_or_pause(void *data, const char *line, size_t len) {
+  pausing *p = data;
+  if (!p->resumed && (p->paused || p->c.n + 1 == p->pause_at)) {
+    p->paused = true;
+    return BF_IRC_READER_PAUSE;
+  }
+  return collect(&p->c, line, len);
+}
+
+/* Back-pressure: a callback pausing at any line of the sample, at any
+ * split point, then more data arriving while paused, then a resume: every
+ * line comes out once, in order. */
+static void test_reader_pause(void **state) {
+  (void)state;
+  size_t n = sizeof stream - 1;
+  size_t lines = sizeof stream_lines / sizeof *stream_lines;
+  bf_irc_reader r;
+  for (size_t at = 1; at <= lines; at++)
+    for (size_t i = 0; i <= n; i += 7) {
+      pausing p = {.pause_at = at};
+      bf_irc_reader_init(&r);
+      char *copy = malloc(n);
+      assert_non_null(copy);
+      memcpy(copy, stream, n);
+      int rc1 = bf_irc_reader_feed(&r, copy, i, collect_or_pause, &p);
+      int rc2 = bf_irc_reader_feed(&r, copy + i, n - i, collect_or_pause, &p);
+      free(copy);
+      assert_true(p.paused);
+      assert_true(rc1 == BF_IRC_READER_PAUSE || rc2 == BF_IRC_READER_PAUSE);
+      assert_true(r.holding);
+      assert_int_equal(p.c.n, at - 1);
+      p.resumed = true;
+      assert_int_equal(bf_irc_reader_feed(&r, NULL, 0, collect_or_pause, &p),
+                       0);
+      assert_false(r.holding);
+      assert_null(r.buf);
+      check_stream(&p.c);
+    }
 }
 
 /* ---- building --------------------------------------------------------------- */
@@ -773,6 +859,8 @@ int main(void) {
       cmocka_unit_test(test_reader_partial_and_empty),
       cmocka_unit_test(test_reader_stop),
       cmocka_unit_test(test_reader_long_lines),
+      cmocka_unit_test(test_reader_holds_only_partial_lines),
+      cmocka_unit_test(test_reader_pause),
       cmocka_unit_test(test_build),
       cmocka_unit_test(test_build_refusals),
       cmocka_unit_test(test_build_limits),

@@ -7,6 +7,7 @@
 
 #include <sqlite3.h>
 #include <stdio.h>
+#include <uv.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -468,10 +469,73 @@ static void test_outbox(void **state) {
   assert_int_equal(seen.lens[0], 3);
   assert_memory_equal(seen.xml[0], "a\0b", 3);
 
+  /* Many rows in one transaction: ids in order; a transaction already
+   * open (here a module's own) makes it fail whole, adding nothing. */
+  const bf_outbox_row rows[] = {{"<a/>", 4}, {"<b/>", 4}, {"<c/>", 4}};
+  int64_t ids[3] = {0};
+  assert_int_equal(bf__store_outbox_add_many(store, "m", rows, 3, ids, 0), 0);
+  assert_true(ids[0] < ids[1] && ids[1] < ids[2]);
+  assert_int_equal(bf__store_outbox_count(store, "m"), 3);
+  assert_int_equal(sqlite3_exec(bf__store_db(store), "BEGIN", NULL, NULL, NULL),
+                   SQLITE_OK);
+  assert_int_equal(bf__store_outbox_add_many(store, "m", rows, 3, ids,
+                                             ids[2]), BF_EIO);
+  assert_int_equal(sqlite3_exec(bf__store_db(store), "ROLLBACK", NULL, NULL,
+                                NULL), SQLITE_OK);
+  assert_int_equal(bf__store_outbox_count(store, "m"), 3);
+  /* The rows a ping confirmed go in the same transaction as new ones. */
+  int64_t confirmed = ids[1];
+  assert_int_equal(bf__store_outbox_add_many(store, "m", rows, 1, ids,
+                                             confirmed), 0);
+  assert_int_equal(bf__store_outbox_count(store, "m"), 2);
+  assert_int_equal(bf__store_outbox_add_many(store, "m", NULL, 0, NULL,
+                                             ids[0]), 0);
+  assert_int_equal(bf__store_outbox_count(store, "m"), 0);
+  assert_int_equal(bf__store_outbox_add_many(store, "m", NULL, 0, NULL, 0), 0);
+  assert_int_equal(bf__store_outbox_add_many(store, NULL, rows, 3, ids, 0),
+                   BF_EINVAL);
+
   assert_int_equal(bf__store_outbox_add(store, NULL, "x", 1, &id), BF_EINVAL);
   assert_int_equal(bf__store_outbox_each(store, "z", 0, 0, NULL, NULL),
                    BF_EINVAL);
   assert_int_equal(bf__store_outbox_count(store, NULL), BF_EINVAL);
+  bf__store_close(store);
+}
+
+/* Writes commits until a background checkpoint has started. */
+static void write_until_checkpoint(bf_store *store) {
+  static char blob[4096];
+  memset(blob, 'x', sizeof blob);
+  for (int i = 0; i < 5000 && !bf__store_checkpointing(store); i++) {
+    int64_t id = 0;
+    assert_int_equal(bf__store_outbox_add(store, "c", blob, sizeof blob, &id),
+                     0);
+    assert_int_equal(bf__store_outbox_ack(store, "c", id), 0);
+  }
+  assert_true(bf__store_checkpointing(store));
+}
+
+/* WAL checkpoints on the thread pool, off the loop: one starts past the
+ * threshold, completes, and writes go on; a store closed while one runs
+ * lets it finish on its own connection. */
+static void test_checkpoint_in_background(void **state) {
+  struct fixture *f = *state;
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  bf_store *store = open_ok(f);
+  assert_int_equal(bf__store_checkpoint_in_background(store, &loop), 0);
+  write_until_checkpoint(store);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_false(bf__store_checkpointing(store));
+  assert_int_equal(bf__store_checkpoints(store), 1);
+  int64_t id = 0;
+  assert_int_equal(bf__store_outbox_add(store, "c", "<x/>", 4, &id), 0);
+  write_until_checkpoint(store);
+  bf__store_close(store);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  store = open_ok(f);
+  assert_int_equal(bf__store_outbox_count(store, "c"), 1);
   bf__store_close(store);
 }
 
@@ -562,6 +626,8 @@ int main(void) {
                                     teardown),
     cmocka_unit_test_setup_teardown(test_kv, setup, teardown),
     cmocka_unit_test_setup_teardown(test_outbox, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_checkpoint_in_background, setup,
+                                    teardown),
     cmocka_unit_test_setup_teardown(test_outbox_callback_may_use_store, setup,
                                     teardown),
   };

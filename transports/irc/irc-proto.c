@@ -2,10 +2,12 @@
  * tags, source, command and parameters (modern.ircdocs.horse "Message
  * format", IRCv3 message-tags); a byte stream is cut into lines; outgoing
  * lines are built from structured parts and can never carry CR, LF or NUL
- * (PROTOCOL-NOTES §5.7). Nothing here allocates or touches the loop. */
+ * (PROTOCOL-NOTES §5.7). Nothing here touches the loop; the only
+ * allocation is the reader's buffer for a line cut between two reads. */
 #include "irc-proto.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "babelfish/error.h"
@@ -235,54 +237,138 @@ bool bf_irc_is_numeric(const bf_irc_msg *msg, int num) {
 
 /* ---- framing ---------------------------------------------------------------- */
 
+/* The first size of the buffer holding a partial line: most IRC lines
+ * fit (RFC 1459 §2.3), tagged ones make it grow. */
+#define READER_HOLD_MIN 512
+
 void bf_irc_reader_init(bf_irc_reader *r) {
-  r->len = 0;
+  r->buf = NULL;
+  r->len = r->cap = 0;
   r->skipping = false;
+  r->holding = false;
   r->dropped = 0;
 }
 
-int bf_irc_reader_feed(bf_irc_reader *r, const char *data, size_t len,
-                       bf_irc_line_cb cb, void *cb_data) {
+void bf_irc_reader_close(bf_irc_reader *r) {
+  free(r->buf);
+  r->buf = NULL;
+  r->len = r->cap = 0;
+  r->holding = false;
+}
+
+/* Appends n bytes to buf. A partial line (the caller checked its limit)
+ * grows it up to BF_IRC_READ_MAX + 2; what a pause holds is at most what
+ * the caller read before it stopped reading. */
+static int hold(bf_irc_reader *r, const char *data, size_t n) {
+  if (r->len + n > r->cap) {
+    size_t cap = r->cap ? r->cap : READER_HOLD_MIN;
+    while (cap < r->len + n)
+      cap *= 2;
+    if (!r->holding && cap > BF_IRC_READ_MAX + 2)
+      cap = BF_IRC_READ_MAX + 2;
+    char *grown = realloc(r->buf, cap);
+    if (!grown)
+      return BF_ENOMEM;
+    r->buf = grown;
+    r->cap = cap;
+  }
+  memcpy(r->buf + r->len, data, n);
+  r->len += n;
+  return 0;
+}
+
+/* The callback paused on line (whole bytes, its CR included): keep it,
+ * its LF and the rest of data, in place of the partial-line buffer. */
+static int pause_at(bf_irc_reader *r, const char *line, size_t whole,
+                    const char *rest, size_t rest_len) {
+  char *kept = malloc(whole + 1 + rest_len);
+  if (!kept) {
+    r->dropped++;
+    return BF_ENOMEM;
+  }
+  memcpy(kept, line, whole);
+  kept[whole] = '\n';
+  if (rest_len)
+    memcpy(kept + whole + 1, rest, rest_len);
+  free(r->buf); /* line may have been in it: copied above */
+  r->buf = kept;
+  r->len = r->cap = whole + 1 + rest_len;
+  r->holding = true;
+  return BF_IRC_READER_PAUSE;
+}
+
+static int feed_lines(bf_irc_reader *r, const char *data, size_t len,
+                      bf_irc_line_cb cb, void *cb_data) {
+  int rc = 0;
   size_t i = 0;
   while (i < len) {
     const char *nl = memchr(data + i, '\n', len - i);
     size_t chunk = nl ? (size_t)(nl - data) - i : len - i;
-    if (!r->skipping) {
-      /* Up to BF_IRC_READ_MAX bytes and the CR of a CR LF are kept; one
-       * byte more and the line is dropped whole: half a line parsed as a
-       * message could be anything. */
-      if (r->len + chunk > BF_IRC_READ_MAX + 1) {
-        r->skipping = true;
-        r->dropped++;
-        r->len = 0;
-      } else {
-        memcpy(r->buf + r->len, data + i, chunk);
-        r->len += chunk;
-      }
-    }
-    if (!nl)
-      break;
+    const char *line = data + i;
     i += chunk + 1;
     if (r->skipping) {
-      r->skipping = false;
+      r->skipping = !nl;
       continue;
     }
-    size_t n = r->len;
-    r->len = 0;
-    if (n && r->buf[n - 1] == '\r')
-      n--;
-    if (n > BF_IRC_READ_MAX) {
+    /* Up to BF_IRC_READ_MAX bytes and the CR of a CR LF are kept; one
+     * byte more and the line is dropped whole: half a line parsed as a
+     * message could be anything. */
+    if (r->len + chunk > BF_IRC_READ_MAX + 1) {
+      r->skipping = !nl;
+      r->dropped++;
+      r->len = 0;
+      continue;
+    }
+    if (!nl || r->len) {
+      if (hold(r, line, chunk) != 0) {
+        r->skipping = !nl;
+        r->dropped++;
+        r->len = 0;
+        rc = BF_ENOMEM;
+        continue;
+      }
+      if (!nl)
+        break;
+      line = r->buf;
+      chunk = r->len;
+      r->len = 0;
+    }
+    size_t whole = chunk;
+    if (chunk && line[chunk - 1] == '\r')
+      chunk--;
+    if (chunk > BF_IRC_READ_MAX) {
       r->dropped++;
       continue;
     }
-    if (n == 0)
+    if (chunk == 0)
       continue;
-    r->buf[n] = '\0';
-    int rc = cb(cb_data, r->buf, n);
-    if (rc)
-      return rc;
+    int stop = cb(cb_data, line, chunk);
+    if (stop == BF_IRC_READER_PAUSE)
+      return pause_at(r, line, whole, data + i, len - i);
+    if (stop)
+      return stop;
   }
-  return 0;
+  /* Nothing held: give the buffer back (an idle connection keeps none). */
+  if (r->len == 0 && r->buf)
+    bf_irc_reader_close(r);
+  return rc;
+}
+
+int bf_irc_reader_feed(bf_irc_reader *r, const char *data, size_t len,
+                       bf_irc_line_cb cb, void *cb_data) {
+  if (!r->holding)
+    return feed_lines(r, data, len, cb, cb_data);
+  /* Paused: new bytes go behind the kept ones, which come out first. */
+  if (len && hold(r, data, len) != 0)
+    return BF_ENOMEM;
+  char *kept = r->buf;
+  size_t n = r->len;
+  r->buf = NULL;
+  r->len = r->cap = 0;
+  r->holding = false;
+  int rc = feed_lines(r, kept, n, cb, cb_data);
+  free(kept);
+  return rc;
 }
 
 /* ---- building --------------------------------------------------------------- */

@@ -70,22 +70,36 @@ bool bf_irc_is_numeric(const bf_irc_msg *msg, int num);
 /* ---- framing ----------------------------------------------------------
  * Bytes from the socket go in; whole lines (CR LF, or a lone LF, as some
  * servers send) come out through the callback. Lines longer than
- * BF_IRC_READ_MAX are dropped whole; `dropped` counts them. */
+ * BF_IRC_READ_MAX are dropped whole; `dropped` counts them. A line that
+ * is whole inside one feed is handed out where it is, without a copy;
+ * only a line cut between two reads is held, in a buffer allocated while
+ * it is (from 512 bytes, doubling up to BF_IRC_READ_MAX + 2), or while
+ * the caller paused: an idle connection holds no buffer at all. */
 typedef struct bf_irc_reader {
-  char buf[BF_IRC_READ_MAX + 2];
-  size_t len;
+  char *buf;                   /* the held partial line, or NULL */
+  size_t len, cap;             /* bytes held, buf's size */
   bool skipping;               /* inside a line that was too long */
+  bool holding;                /* paused: buf holds unhandled stream bytes */
   unsigned long dropped;
 } bf_irc_reader;
 
+/* What a line callback returns to pause (back-pressure): this line is
+ * not handled; it and everything after it are kept, and handed out
+ * first by the next bf_irc_reader_feed (len 0 to just resume). */
+#define BF_IRC_READER_PAUSE 2
+
 /* cb gets each non-empty line without its line ending (len bytes; line
- * is borrowed for the call and NUL-terminated; it may hold NUL bytes,
+ * is borrowed for the call and not NUL-terminated; it may hold NUL bytes,
  * which bf_irc_parse refuses). Empty lines are skipped (RFC 2812 §2.3.1).
- * cb returns non-zero to stop early;
- * bf_irc_reader_feed then returns that value (the unread rest of data is
- * discarded: the caller is closing the connection). */
+ * cb returns 0 to go on, BF_IRC_READER_PAUSE to pause (feed returns
+ * it), or another non-zero value to stop early: bf_irc_reader_feed then
+ * returns that value at once, without touching r again (the unread rest
+ * of data is discarded: the caller is closing the connection). BF_ENOMEM
+ * when bytes cannot be held (a partial line is dropped and counted). */
 typedef int (*bf_irc_line_cb)(void *data, const char *line, size_t len);
 void bf_irc_reader_init(bf_irc_reader *r);
+/* Frees the held partial line, if any; r can be fed again after init. */
+void bf_irc_reader_close(bf_irc_reader *r);
 int bf_irc_reader_feed(bf_irc_reader *r, const char *data, size_t len,
                        bf_irc_line_cb cb, void *cb_data);
 

@@ -90,6 +90,7 @@ static void conn_free(bf_irc_conn *c) {
   bf_irc_tls_free(c->tls_session);
   pending_free(c);
   bf_irc_history_conn_reset(c);
+  bf_irc_reader_close(&c->reader);
   free(c);
 }
 
@@ -764,9 +765,19 @@ static void show_reply(bf_irc_conn *c, const bf_irc_msg *m) {
   free(utf8);
 }
 
+static bool xmpp_writable(const bf_irc *irc);
+static void conns_pause(bf_irc *irc);
+
 static int on_line(void *data, const char *line, size_t len) {
   bf_irc_conn *c = data;
   bf_irc_msg *m = c->irc->msg;
+  /* Back-pressure: no line is handled while the XMPP stream is congested
+   * (the reader keeps it and the rest for bf_irc_conns_resume). */
+  if (c->irc->paused || !xmpp_writable(c->irc)) {
+    if (!c->irc->paused)
+      conns_pause(c->irc);
+    return BF_IRC_READER_PAUSE;
+  }
   c->irc->lines_in++;
   if (bf_irc_parse(m, line, len) != 0) {
     conn_log(c, BF_LOG_DEBUG, "ignoring a malformed line of %zu bytes", len);
@@ -850,12 +861,72 @@ static int on_line(void *data, const char *line, size_t len) {
   return c->state == BF_IRC_CLOSING;
 }
 
+/* ---- back-pressure ----------------------------------------------------------
+ * IRC lines are what make stanzas: while the XMPP stream's write queue is
+ * past half its cap (host->writable false) no IRC socket is read, until
+ * on_drained (or the stream going down) resumes them all, so a join
+ * burst waits in the IRC servers' sockets instead of being dropped. What
+ * was already read is handled: one read (64 KiB) per connection at most
+ * beyond the mark, well within the queue's other half. */
+
+static bool conn_reads(const bf_irc_conn *c) {
+  return c->tcp_open &&
+         (c->state == BF_IRC_REGISTERING || c->state == BF_IRC_ONLINE);
+}
+
+static bool xmpp_writable(const bf_irc *irc) {
+  const bf_host *h = irc->host;
+  return h->abi_version < 3 || !h->writable || h->writable(h);
+}
+
+static void on_alloc(uv_handle_t *handle, size_t size, uv_buf_t *buf);
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+
+static void conn_read_start(bf_irc_conn *c) {
+  if (!c->irc->paused)
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+static void conns_pause(bf_irc *irc) {
+  irc->paused = true;
+  irc->host->log(irc->host, BF_LOG_DEBUG,
+                 "the XMPP stream is congested: IRC reads paused");
+  for (bf_irc_conn *c = irc->conns; c; c = c->next)
+    if (conn_reads(c))
+      uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+void bf_irc_conns_resume(bf_irc *irc) {
+  if (!irc->paused)
+    return;
+  irc->paused = false;
+  irc->host->log(irc->host, BF_LOG_DEBUG, "IRC reads resumed");
+  for (bf_irc_conn *c = irc->conns; c; c = c->next)
+    if (conn_reads(c))
+      conn_read_start(c);
+  /* The lines kept at the pause, until one congests the stream again.
+   * Handling a line may close connections (not only its own), so the walk
+   * starts over from the head after each. */
+  for (bool again = true; again && !irc->paused;) {
+    again = false;
+    for (bf_irc_conn *c = irc->conns; c; c = c->next) {
+      if (c->reader.holding) {
+        (void)bf_irc_reader_feed(&c->reader, NULL, 0, on_line, c);
+        again = true;
+        break;
+      }
+    }
+  }
+}
+
 static void on_alloc(uv_handle_t *handle, size_t size, uv_buf_t *buf) {
   (void)handle;
   static char slab[64 * 1024]; /* one loop, one thread: read straight in */
   (void)size;
   *buf = uv_buf_init(slab, sizeof slab);
 }
+
+static void on_read_data(bf_irc_conn *c, const char *data, size_t len);
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   bf_irc_conn *c = conn_of(stream, tcp);
@@ -867,14 +938,19 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   }
   c->last_read_ms = uv_now(stream->loop);
   c->ping_sent = false;
+  on_read_data(c, buf->base, (size_t)nread);
+  if (!c->irc->paused && !xmpp_writable(c->irc))
+    conns_pause(c->irc);
+}
+
+static void on_read_data(bf_irc_conn *c, const char *data, size_t len) {
   if (!c->tls_session) {
-    (void)bf_irc_reader_feed(&c->reader, buf->base, (size_t)nread, on_line, c);
+    (void)bf_irc_reader_feed(&c->reader, data, len, on_line, c);
     return;
   }
   char err[512] = "";
   bool was_ready = bf_irc_tls_ready(c->tls_session);
-  int rc = bf_irc_tls_read(c->tls_session, buf->base, (size_t)nread, err,
-                           sizeof err);
+  int rc = bf_irc_tls_read(c->tls_session, data, len, err, sizeof err);
   if (!was_ready && bf_irc_tls_ready(c->tls_session)) {
     char fp[BF_IRC_TLS_FINGERPRINT_SIZE], how[96];
     if (bf_irc_tls_fingerprint(c->tls_session, fp, sizeof fp) != 0)
@@ -942,7 +1018,7 @@ static void on_connected(uv_connect_t *req, int status) {
   bool tls = c->tls[c->port_at];
   conn_log(c, BF_LOG_INFO, "connected on port %u%s", c->ports[c->port_at],
            tls ? " (TLS)" : "");
-  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  conn_read_start(c);
   if (tls) {
     char err[512] = "";
     bf_irc_tls_callbacks cb = {.on_plain = on_plain, .on_cipher = on_cipher,
@@ -1078,6 +1154,8 @@ void bf_irc_conns_tick(bf_irc *irc) {
   for (bf_irc_conn *c = irc->conns, *next; c; c = next) {
     next = c->next; /* conn_tick may close c, or add a reconnection at the
                        head of the list */
+    if (irc->paused && conn_reads(c))
+      c->last_read_ms = now; /* not read on purpose: not a dead link */
     conn_tick(c, now);
   }
 }

@@ -354,6 +354,11 @@ static int irc_on_stanza(void *state, const bf_xml *stanza, const bf_jid *from,
  * themselves, but those that stayed get the rooms' state again. */
 static void irc_on_online(void *state) { bf_irc_rooms_resend(state); }
 
+/* Back-pressure (irc-server.c): IRC reads paused for a congested XMPP
+ * stream resume once it drained, or when it is gone (durable stanzas are
+ * stored meanwhile, room state is sent again on the next stream). */
+static void irc_resume_reads(void *state) { bf_irc_conns_resume(state); }
+
 /* When the user's last resource goes, they leave every room: persistent
  * channels stay joined (bouncer mode), the others are PARTed, and a
  * connection with no channel left QUITs. */
@@ -403,7 +408,7 @@ const bf_module bf_irc_module = {
     .close = irc_close,
     .on_stanza = irc_on_stanza,
     .on_online = irc_on_online,
-    .on_offline = NULL,
+    .on_offline = irc_resume_reads,
     .flags = 0,
     .register_fields = NULL,
     .n_register_fields = 0,
@@ -419,4 +424,5 @@ const bf_module bf_irc_module = {
     .on_subscribe = NULL,
     .commands = irc_commands,
     .n_commands = sizeof irc_commands / sizeof *irc_commands,
+    .on_drained = irc_resume_reads,
 };

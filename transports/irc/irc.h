@@ -320,6 +320,7 @@ struct bf_irc {
   size_t n_restore, restore_at;
   bf_irc_nicks nicks;          /* every occupant's nick (irc-nick.c) */
   bool closing;                /* the module is closing: no reconnection */
+  bool paused;                 /* IRC reads stopped: XMPP stream congested */
   uint64_t tick_timer;         /* host timer id */
   /* The line being handled, whichever connection it came from: one loop,
    * one line at a time, so one parse buffer (10 KiB) serves them all. */
@@ -507,6 +508,9 @@ void bf_irc_conns_close(bf_irc *irc);
 /* Timeouts of every connection: connect, keepalive, reconnect backoff.
  * Called every BF_IRC_TICK_MS by the module's one timer. */
 void bf_irc_conns_tick(bf_irc *irc);
+/* Reads from IRC again after a pause for back-pressure (the XMPP stream
+ * drained or went down); nothing if not paused. */
+void bf_irc_conns_resume(bf_irc *irc);
 
 /* irc-commands.c: get-irc-connection-info (on irc.net@GW),
  * disconnect-user (admins) and disconnect-from-irc-servers (on the
