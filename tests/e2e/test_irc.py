@@ -320,6 +320,14 @@ class IrcTest(E2ETestCase):
             what="self-presence saying it reconnects")
         self.assertIn("110", {s.get("code") for s in
                               told.iter("{%s}status" % NS_MUC_USER)})
+        # Meanwhile (the first reconnection is 1 s away) a message gets a
+        # temporary error, not silence.
+        self.alice.send_raw("<message to='%s' type='groupchat' id='gap'>"
+                            "<body>in the gap</body></message>" % room("#test"))
+        err = self.alice.wait_stanza(
+            lambda el: el.tag == q("message") and el.get("id") == "gap",
+            what="the error for a message sent while reconnecting")
+        self.assertEqual(stanza_error(err), ("wait", "remote-server-timeout"))
         bob = self.lab.irc_client(self.ircd, "bob")
         bob.join("#test")
         bob.wait_command("JOIN", lambda p: irc_nick(p[1]) == "alice",

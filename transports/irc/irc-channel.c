@@ -1116,6 +1116,14 @@ int bf_irc_message(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
   const char *subject = bf_xml_child_text(stanza, "subject", BF_NS_COMPONENT);
   if (a->channel && !to->resource) {
     bf_irc_channel *ch = c ? bf_irc_channel_find(c, a->name) : NULL;
+    if (ch && ch->n_members && !ch->joined) {
+      /* In the room, but the IRC side is (re)connecting or (re)joining:
+       * a temporary error, so the client offers to send it again. */
+      bf_irc_reply_error(irc, stanza, "remote-server-timeout",
+                         "not sent to IRC: the channel is being joined again "
+                         "(the connection was lost); send it again once back");
+      return 0;
+    }
     if (!ch || !ch->joined || !ch->n_members) { /* n_members: kept */
       bf_irc_reply_error(irc, stanza, "not-acceptable", "join the room first");
       return 0;
