@@ -77,10 +77,10 @@ class IrcQueueTest(E2ETestCase):
             self.assertEqual(origin.get("id"), origin_id)
 
     def test_irc_server_stops_with_lines_waiting(self):
-        """Four lines go at once (the burst), the rest
-        wait; ngIRCd stops: each message is delivered whole or bounces
-        (once) with its id from where it was sent; after the reconnection
-        the bounced lines are not sent late."""
+        """Five messages, 15 lines: the burst (4 lines) goes at once, the
+        rest waits at 1 line a second; ngIRCd stops: each message is
+        delivered whole or bounces (once) with its id from where it was
+        sent; after the reconnection the bounced lines are not sent late."""
         bob_jid = "bob%%localhost@%s" % GW
         # (id, where, what bob gets when it is delivered)
         sent = [
