@@ -504,6 +504,12 @@ class IrcMucEchoLostTest(MucCase):
                     self.alice.inbox.remove(el)
                     outcome[el.get("id")] = el
         self.assertEqual(len(outcome), len(ids) - 1, sorted(outcome))
+        # Once each: a message waiting both for flood control and for its
+        # echo bounces from the echo wait only.
+        self.alice.pump(0.5)
+        self.assertEqual([el.get("id") for el in self.alice.inbox
+                          if el.tag == q("message") and el.get("id") in ids],
+                         [])
         bounced = [el for el in outcome.values() if el.get("type") == "error"]
         self.assertTrue(bounced, "nothing was waiting for its echo")
         for el in bounced:

@@ -521,20 +521,33 @@ static void channel_echo(bf_irc_conn *c, bf_irc_channel *ch, const char *text,
   echo_free(e);
 }
 
+bf_xml *bf_irc_bounce_new(const char *from, const char *id,
+                          const char *origin_id, const char *condition,
+                          const char *text) {
+  bf_xml *m = bf_xml_new("message", NULL);
+  bf_xml *err = m ? bf_xml_add_child(m, "error", NULL) : NULL;
+  if (err && !bf_xml_set_attr(m, "from", from) &&
+      !bf_xml_set_attr(m, "type", "error") &&
+      (!id || !bf_xml_set_attr(m, "id", id)) &&
+      (!origin_id ||
+       !bf_xml_set_attr(bf_xml_add_child(m, "origin-id", BF_IRC_NS_SID), "id",
+                        origin_id)) &&
+      !bf_xml_set_attr(err, "type", bf_stanza_error_type(condition)) &&
+      bf_xml_add_child(err, condition, BF_NS_STANZAS) &&
+      bf_xml_add_text_child(err, "text", BF_NS_STANZAS, text))
+    return m;
+  bf_xml_free(m);
+  return NULL;
+}
+
 /* A message waiting for its echo bounces back to the user's resources as
  * an error with its id (RFC 6120 §8.3): condition (type: its error type)
  * and text, borrowed. */
 static void echo_bounce(bf_irc_conn *c, bf_irc_channel *ch,
                         const bf_irc_echo *e, const char *condition,
                         const char *text) {
-  bf_xml *m = bf_xml_new("message", NULL);
-  bf_xml *err = m ? bf_xml_add_child(m, "error", NULL) : NULL;
-  if (err && !bf_xml_set_attr(m, "from", ch->room) &&
-      !bf_xml_set_attr(m, "type", "error") &&
-      (!e->id || !bf_xml_set_attr(m, "id", e->id)) &&
-      !bf_xml_set_attr(err, "type", bf_stanza_error_type(condition)) &&
-      bf_xml_add_child(err, condition, BF_NS_STANZAS) &&
-      bf_xml_add_text_child(err, "text", BF_NS_STANZAS, text))
+  bf_xml *m = bf_irc_bounce_new(ch->room, e->id, e->origin_id, condition, text);
+  if (m)
     bf_irc_send_to_members(c, ch, m, false);
   bf_xml_free(m);
 }
@@ -1130,7 +1143,12 @@ int bf_irc_message(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
     }
     if (subject && !body) {
       const char *params[] = {ch->name, subject};
-      (void)bf_irc_send_user(c, "TOPIC", params, 2, true);
+      bf_irc_message_begin(c, stanza);
+      int rc = bf_irc_send_user(c, "TOPIC", params, 2, true);
+      if (rc)
+        bf_irc_reply_error(irc, stanza, "resource-constraint",
+                           "the IRC server is not accepting messages now");
+      bf_irc_message_end(c, rc != 0);
       return 0;
     }
     const bf_xml *ux = bf_xml_child(stanza, "x", BF_IRC_NS_MUC_USER);
@@ -1141,10 +1159,13 @@ int bf_irc_message(bf_irc *irc, const bf_xml *stanza, const bf_jid *from,
     if (!body)
       return 0; /* chat states and the like */
     unsigned pieces = 0;
+    bf_irc_message_begin(c, stanza);
     int rc = bf_irc_privmsg(c, ch->name, body, &pieces);
-    if (pieces && (c->caps & BF_IRC_CAP_ECHO_MESSAGE) &&
-        echo_expect(c, ch, stanza, body, pieces) == 0)
+    bool echoed = pieces && (c->caps & BF_IRC_CAP_ECHO_MESSAGE) &&
+                  echo_expect(c, ch, stanza, body, pieces) == 0;
+    if (echoed)
       pieces = 0; /* reflected when the server echoes it */
+    bf_irc_message_end(c, rc != 0 || echoed);
     if (rc != 0) {
       bf_irc_reply_error(irc, stanza, "resource-constraint",
                          "the IRC server is not accepting messages now");

@@ -110,10 +110,13 @@ int bf_irc_private_send(bf_irc *irc, const bf_xml *stanza, bf_irc_conn *c,
                          "channels first");
       return 0;
     }
-    if (bf_irc_send_raw_text(c, body) != 0)
+    bf_irc_message_begin(c, stanza);
+    int rc = bf_irc_send_raw_text(c, body);
+    if (rc)
       bf_irc_reply_error(irc, stanza, "not-acceptable",
                          "each line must be one IRC command of at most 510 "
                          "bytes");
+    bf_irc_message_end(c, rc != 0);
     return 0;
   }
   if (!c || c->state != BF_IRC_ONLINE) {
@@ -122,8 +125,11 @@ int bf_irc_private_send(bf_irc *irc, const bf_xml *stanza, bf_irc_conn *c,
                        "channels first");
     return 0;
   }
-  if (bf_irc_privmsg(c, nick, body, NULL) != 0)
+  bf_irc_message_begin(c, stanza);
+  int rc = bf_irc_privmsg(c, nick, body, NULL);
+  if (rc)
     bf_irc_reply_error(irc, stanza, "resource-constraint",
                        "the IRC server is not accepting messages now");
+  bf_irc_message_end(c, rc != 0);
   return 0;
 }

@@ -53,6 +53,7 @@ size_t bf_irc_conns_of(const bf_irc *irc, const char *user) {
 }
 
 static void pending_free(bf_irc_conn *c);
+static void pending_lost(bf_irc_conn *c);
 
 /* Wipes and frees a secret (a password, a private key). */
 static void forget(char *secret) {
@@ -160,6 +161,7 @@ static void conn_close(bf_irc_conn *c, const char *reason) {
     return;
   c->state = BF_IRC_CLOSING;
   unlink_conn(c);
+  pending_lost(c);
   if (c->channels && !c->quitting && !c->irc->closing && was_in_rooms(c))
     reconnect_later(c, reason);
   bf_irc_on_closed(c, reason);
@@ -302,20 +304,122 @@ int bf_irc_send(bf_irc_conn *c, const char *command, const char *const *params,
 
 /* ---- flood control -------------------------------------------------------- */
 
+/* A message of the user with lines waiting for the bucket: enough to
+ * answer its sender if they are never written. Its pieces (a long or
+ * multi-line body is several PRIVMSGs) share it. */
+typedef struct bf_irc_pending_message {
+  unsigned lines;              /* its lines waiting */
+  bool answered;               /* the sender has its answer: no bounce */
+  char *sender;                /* the full JID it came from */
+  char *address;               /* the gateway address it was sent to */
+  char *id, *origin_id;        /* may be NULL */
+} bf_irc_pending_message;
+
 typedef struct bf_irc_pending {
   struct bf_irc_pending *next;
+  bf_irc_pending_message *message; /* NULL: not from a message (KICK,
+                                      MODE…: answered their own way) */
   size_t len;
   char line[];
 } bf_irc_pending;
 
-static void pending_free(bf_irc_conn *c) {
-  while (c->pending) {
-    bf_irc_pending *p = c->pending;
-    c->pending = p->next;
-    free(p);
+static void pending_message_free(bf_irc_pending_message *m) {
+  free(m->sender);
+  free(m->address);
+  free(m->id);
+  free(m->origin_id);
+  free(m);
+}
+
+/* The record of the message being sent, made at its first waiting line.
+ * NULL when no message is being sent, or on ENOMEM (c->sending set). */
+static bf_irc_pending_message *sending_record(bf_irc_conn *c) {
+  if (c->sending_record || !c->sending)
+    return c->sending_record;
+  const char *sender = bf_xml_attr(c->sending, "from");
+  const char *address = bf_xml_attr(c->sending, "to");
+  const char *id = bf_xml_attr(c->sending, "id");
+  const bf_xml *origin = bf_xml_child(c->sending, "origin-id", BF_IRC_NS_SID);
+  const char *origin_id = origin ? bf_xml_attr(origin, "id") : NULL;
+  bf_irc_pending_message *m = calloc(1, sizeof *m);
+  if (!m || !(m->sender = strdup(sender)) || !(m->address = strdup(address)) ||
+      (id && !(m->id = strdup(id))) ||
+      (origin_id && !(m->origin_id = strdup(origin_id)))) {
+    if (m)
+      pending_message_free(m);
+    return NULL;
   }
-  c->pending_tail = NULL;
-  c->n_pending = 0;
+  return c->sending_record = m;
+}
+
+void bf_irc_message_begin(bf_irc_conn *c, const bf_xml *stanza) {
+  /* The router passes on only stanzas with from and to; without them
+   * there would be nobody to answer. */
+  c->sending = bf_xml_attr(stanza, "from") && bf_xml_attr(stanza, "to")
+                   ? stanza : NULL;
+  c->sending_record = NULL;
+}
+
+void bf_irc_message_end(bf_irc_conn *c, bool answered) {
+  if (c->sending_record)
+    c->sending_record->answered |= answered;
+  c->sending = NULL;
+  c->sending_record = NULL;
+}
+
+/* The message's sender learns it did not reach IRC (once): an error from
+ * the address it was sent to, with its id. */
+static void pending_bounce(bf_irc_conn *c, bf_irc_pending_message *m,
+                           const char *text) {
+  if (m->answered)
+    return;
+  m->answered = true;
+  const bf_host *host = c->irc->host;
+  bf_xml *error = bf_irc_bounce_new(m->address, m->id, m->origin_id,
+                                    "remote-server-timeout", text);
+  if (error && !bf_xml_set_attr(error, "to", m->sender))
+    (void)host->send(host, error);
+  bf_xml_free(error);
+}
+
+/* The first waiting line leaves the queue (written or lost). */
+static void pending_pop(bf_irc_conn *c) {
+  bf_irc_pending *p = c->pending;
+  c->pending = p->next;
+  if (!c->pending)
+    c->pending_tail = NULL;
+  c->n_pending--;
+  /* A message's lines are all queued before the tick can write one, so
+   * its last line never leaves while it is still being sent. */
+  if (p->message && --p->message->lines == 0)
+    pending_message_free(p->message);
+  free(p);
+}
+
+static void pending_free(bf_irc_conn *c) {
+  while (c->pending)
+    pending_pop(c);
+  c->sending_record = NULL; /* freed with its lines */
+}
+
+/* The connection ends (lost, QUIT, the gateway stopping) with lines still
+ * waiting: each message not wholly written bounces to its sender.
+ * Why not keep them for the reconnection instead: a reconnection comes
+ * after a backoff of up to a minute (or never: the server may stay down,
+ * the user may have left), by when the conversation has moved on and the
+ * user was told the room was lost; lines landing then, unannounced, are
+ * worse than a message the client marks as failed, which the user can
+ * send again (or not) once back. The messages waiting for their
+ * echo-message echo are bounced the same way (irc-channel.c). */
+static void pending_lost(bf_irc_conn *c) {
+  for (bf_irc_pending *p = c->pending; p; p = p->next) {
+    if (p->message)
+      pending_bounce(c, p->message,
+                     "not sent to IRC: the connection to the IRC server "
+                     "ended while this message waited for flood control; "
+                     "send it again once reconnected");
+  }
+  pending_free(c);
 }
 
 /* Refills the bucket for the time since the last refill (no timer:
@@ -330,27 +434,31 @@ static void refill(bf_irc_conn *c, uint64_t now) {
   c->tokens_at_ms = now;
 }
 
-/* Writes waiting lines while there are tokens. */
+/* Writes waiting lines while there are tokens. A write that ends the
+ * connection (conn_close) has bounced what waited, the line being
+ * written included (it leaves the queue only once written). */
 static void flush_pending(bf_irc_conn *c) {
   if (!c->pending || c->state != BF_IRC_ONLINE)
     return;
   refill(c, uv_now(c->irc->host->loop));
   while (c->pending && c->tokens >= 1.0) {
     bf_irc_pending *p = c->pending;
-    c->pending = p->next;
-    if (!c->pending)
-      c->pending_tail = NULL;
-    c->n_pending--;
     c->tokens -= 1.0;
     int rc = write_line(c, p->line, p->len);
-    free(p);
-    if (rc == BF_ENOTCONN || c->state == BF_IRC_CLOSING)
+    if (c->state != BF_IRC_ONLINE)
       return;
+    if (rc && p->message)
+      pending_bounce(c, p->message,
+                     "not sent to IRC: the connection to the IRC server "
+                     "could not write it");
+    pending_pop(c);
   }
 }
 
 int bf_irc_send_user(bf_irc_conn *c, const char *command,
                      const char *const *params, size_t n, bool trailing) {
+  if (c->state == BF_IRC_CLOSING || c->shutting_down)
+    return BF_ENOTCONN; /* its waiting lines were bounced already */
   char line[BF_IRC_LINE_MAX + 1];
   int len = bf_irc_build(line, sizeof line, command, params, n, trailing);
   if (len < 0)
@@ -368,6 +476,13 @@ int bf_irc_send_user(bf_irc_conn *c, const char *command,
   if (!p)
     return BF_ENOMEM;
   p->next = NULL;
+  p->message = sending_record(c);
+  if (c->sending && !p->message) {
+    free(p); /* refused rather than sent with no way to bounce */
+    return BF_ENOMEM;
+  }
+  if (p->message)
+    p->message->lines++;
   p->len = (size_t)len;
   memcpy(p->line, line, (size_t)len);
   if (c->pending_tail)
@@ -1298,6 +1413,7 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
 
 void bf_irc_conn_quit(bf_irc_conn *c, const char *reason) {
   c->quitting = true; /* whatever happens now, no reconnection */
+  pending_lost(c); /* nothing is written after the QUIT */
   if ((c->state == BF_IRC_ONLINE || c->state == BF_IRC_REGISTERING) &&
       !c->shutting_down) {
     const char *params[] = {reason ? reason : "Gateway shutting down"};

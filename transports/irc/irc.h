@@ -262,6 +262,10 @@ struct bf_irc_conn {
   uint64_t tokens_at_ms;
   struct bf_irc_pending *pending, *pending_tail;
   size_t n_pending;
+  /* Between bf_irc_message_begin and _end: the user's message being
+   * sent (borrowed), and its record once a line of it waits. */
+  const bf_xml *sending;
+  struct bf_irc_pending_message *sending_record;
   /* IRCv3 capabilities (CAP LS 302 / REQ / ACK). */
   bool cap_negotiating;
   unsigned caps_wanted;        /* BF_IRC_CAP_* requested from CAP LS */
@@ -486,9 +490,20 @@ int bf_irc_send(bf_irc_conn *c, const char *command, const char *const *params,
                 size_t n, bool trailing);
 /* bf_irc_send through the flood-control bucket: what the user sends
  * (messages, joins, topics, raw commands). Lines beyond the bucket wait,
- * in order; BF_ENOBUFS when BF_IRC_PENDING_MAX are waiting. */
+ * in order; BF_ENOBUFS when BF_IRC_PENDING_MAX are waiting, BF_ENOTCONN
+ * once the connection is ending. */
 int bf_irc_send_user(bf_irc_conn *c, const char *command,
                      const char *const *params, size_t n, bool trailing);
+/* The lines bf_irc_send_user is given from now until bf_irc_message_end
+ * are those of stanza, a message from the user (borrowed until then; its
+ * from, to, id and origin-id are copied when one of its lines has to
+ * wait): if the connection ends before they are all written, the message
+ * bounces back to its sender (remote-server-timeout), once. */
+void bf_irc_message_begin(bf_irc_conn *c, const bf_xml *stanza);
+/* answered: the sender already has its answer (an error reply, or the
+ * wait for its echo-message echo, which bounces it if the connection
+ * ends): it never bounces from the queue. */
+void bf_irc_message_end(bf_irc_conn *c, bool answered);
 /* The user's raw IRC commands, one per line of text (sent as typed,
  * after a check that each is one well-formed IRC line of at most 510
  * bytes); the server's replies for the next while go to the user from
@@ -626,6 +641,14 @@ char *bf_irc_body_of(const bf_irc_conn *c, const char *text,
 /* An error reply to stanza (borrowed), text may be NULL. */
 void bf_irc_reply_error(bf_irc *irc, const bf_xml *stanza,
                         const char *condition, const char *text);
+/* A message of the user that did not reach IRC, bounced back as an error
+ * (RFC 6120 §8.3) from `from` (the address it was sent to) with its id
+ * and origin-id (XEP-0359; either may be NULL), condition (of its usual
+ * type) and text; "to" is for the caller to set. All borrowed. A new
+ * root, or NULL on ENOMEM. */
+bf_xml *bf_irc_bounce_new(const char *from, const char *id,
+                          const char *origin_id, const char *condition,
+                          const char *text);
 
 /* irc-private.c */
 /* body (borrowed) to target (a channel or a nick), one PRIVMSG per line
