@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "util.h"
 
@@ -130,5 +131,19 @@ int bf__module_check_section(const bf_module *module, const bf_conf *conf,
   snprintf(err, err_size, "%s:%u: [%s]: %s", conf->path,
            bf__conf_line(gw, bad_key ? bad_key : "transport"), gw->section,
            why[0] ? why : "invalid configuration");
+  return BF_EINVAL;
+}
+
+int bf_config_bool(const char *value, bool *out) {
+  static const char *const yes[] = {"yes", "true", "on", "1"};
+  static const char *const no[] = {"no", "false", "off", "0"};
+  if (!value)
+    return BF_ENOENT;
+  for (size_t i = 0; i < sizeof yes / sizeof *yes; i++) {
+    if (!strcasecmp(value, yes[i]) || !strcasecmp(value, no[i])) {
+      *out = !strcasecmp(value, yes[i]);
+      return 0;
+    }
+  }
   return BF_EINVAL;
 }

@@ -397,4 +397,10 @@ typedef struct bf_module {
   void (*on_drained)(void *state);
 } bf_module;
 
+/* A yes/no value of a config key, the same for every transport: yes,
+ * true, on, 1 / no, false, off, 0 (any case). 0 with *out set; BF_ENOENT
+ * for NULL (the key is not set: *out keeps its default); BF_EINVAL for
+ * anything else (*out unchanged). */
+int bf_config_bool(const char *value, bool *out);
+
 #endif

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "conf.h"
+#include "module.h"
 #include "log.h"
 #include "support.h"
 
@@ -613,8 +614,31 @@ static void test_parse_seconds(void **state) {
   }
 }
 
+/* Transports' yes/no keys (irc_tls_verify, echo's durable) all read
+ * through bf_config_bool. */
+static void test_config_bool(void **state) {
+  (void)state;
+  static const char *const yes[] = {"yes", "YES", "true", "On", "1"};
+  static const char *const no[] = {"no", "False", "off", "OFF", "0"};
+  for (size_t i = 0; i < 5; i++) {
+    bool v = false;
+    assert_int_equal(bf_config_bool(yes[i], &v), 0);
+    assert_true(v);
+    assert_int_equal(bf_config_bool(no[i], &v), 0);
+    assert_false(v);
+  }
+  bool v = true;
+  assert_int_equal(bf_config_bool(NULL, &v), BF_ENOENT);
+  assert_true(v); /* the default is kept */
+  assert_int_equal(bf_config_bool("maybe", &v), BF_EINVAL);
+  assert_int_equal(bf_config_bool("", &v), BF_EINVAL);
+  assert_int_equal(bf_config_bool("yes ", &v), BF_EINVAL);
+  assert_true(v);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_config_bool),
       cmocka_unit_test_setup_teardown(test_all_keys, setup, teardown),
       cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
       cmocka_unit_test_setup_teardown(test_comments_and_layout, setup, teardown),

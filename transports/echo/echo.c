@@ -100,22 +100,6 @@ static const bf_field echo_register_fields[] = {
      .default_value = "0"},
 };
 
-static int parse_bool(const char *value, bool *out) {
-  if (!value)
-    return BF_ENOENT;
-  if (!strcasecmp(value, "yes") || !strcasecmp(value, "true") ||
-      !strcmp(value, "1") || !strcasecmp(value, "on")) {
-    *out = true;
-    return 0;
-  }
-  if (!strcasecmp(value, "no") || !strcasecmp(value, "false") ||
-      !strcmp(value, "0") || !strcasecmp(value, "off")) {
-    *out = false;
-    return 0;
-  }
-  return BF_EINVAL;
-}
-
 /* True if needle (ASCII) occurs in haystack, ignoring ASCII case. Written
  * out because strcasestr is a GNU extension. */
 static bool contains_nocase(const char *haystack, const char *needle) {
@@ -132,7 +116,7 @@ static int echo_check_config(const bf_host *host, char *err, size_t err_size,
                              const char **bad_key) {
   bool durable;
   const char *value = host->config(host, "durable");
-  if (value && parse_bool(value, &durable) != 0) {
+  if (value && bf_config_bool(value, &durable) != 0) {
     snprintf(err, err_size, "durable must be yes or no, not '%s'", value);
     *bad_key = "durable";
     return BF_EINVAL;
@@ -162,7 +146,7 @@ static int echo_init(const bf_host *host, void **state) {
     return BF_ENOMEM;
   e->host = host;
   e->prefix = host->config(host, "prefix");
-  (void)parse_bool(host->config(host, "durable"), &e->durable);
+  (void)bf_config_bool(host->config(host, "durable"), &e->durable);
   *state = e;
   return 0;
 }
@@ -398,7 +382,7 @@ static int sender_load(echo *e, const bf_jid *from, echo_sender *sender) {
   sender->nick = bf_form_value(sender->values, "nick");
   if (sender->nick && !*sender->nick)
     sender->nick = NULL;
-  (void)parse_bool(bf_form_value(sender->values, "shout"), &sender->shout);
+  (void)bf_config_bool(bf_form_value(sender->values, "shout"), &sender->shout);
   return 0;
 }
 

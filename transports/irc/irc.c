@@ -79,7 +79,8 @@ static int irc_check_config(const bf_host *host, char *err, size_t err_size,
     return BF_EINVAL;
   }
   value = host->config(host, "irc_tls_verify");
-  if (value && strcmp(value, "yes") != 0 && strcmp(value, "no") != 0) {
+  bool verify;
+  if (value && bf_config_bool(value, &verify) != 0) {
     snprintf(err, err_size, "irc_tls_verify must be yes or no, not '%s'",
              value);
     *bad_key = "irc_tls_verify";
@@ -143,8 +144,8 @@ static int irc_init(const bf_host *host, void **state) {
   int n = bf_irc_ports_parse(ports ? ports : DEFAULT_PORTS, irc->ports,
                              irc->tls, BF_IRC_PORTS_MAX);
   irc->n_ports = n > 0 ? (size_t)n : 0;
-  const char *verify = host->config(host, "irc_tls_verify");
-  irc->tls_verify = !verify || strcmp(verify, "no") != 0;
+  irc->tls_verify = true;
+  (void)bf_config_bool(host->config(host, "irc_tls_verify"), &irc->tls_verify);
   const char *throttle = host->config(host, "irc_throttle");
   irc->throttle = throttle ? (unsigned)strtoul(throttle, NULL, 10)
                            : BF_IRC_THROTTLE_DEFAULT;
