@@ -101,15 +101,15 @@ void bf_irc_private_received(bf_irc_conn *c, const char *nick,
 
 int bf_irc_private_send(bf_irc *irc, const bf_xml *stanza, bf_irc_conn *c,
                         const char *nick, const char *body) {
+  if (!c || c->state != BF_IRC_ONLINE) {
+    bf_irc_reply_error(irc, stanza, "recipient-unavailable",
+                       "not connected to that IRC server: join one of its "
+                       "channels first");
+    return 0;
+  }
   if (!nick || !*nick) {
     /* To the server's JID: each line is a raw IRC command (Biboumi's
      * behaviour), e.g. "WHOIS bob" or "MODE #chan +i". */
-    if (!c || c->state != BF_IRC_ONLINE) {
-      bf_irc_reply_error(irc, stanza, "recipient-unavailable",
-                         "not connected to that IRC server: join one of its "
-                         "channels first");
-      return 0;
-    }
     bf_irc_message_begin(c, stanza);
     int rc = bf_irc_send_raw_text(c, body);
     if (rc)
@@ -117,12 +117,6 @@ int bf_irc_private_send(bf_irc *irc, const bf_xml *stanza, bf_irc_conn *c,
                          "each line must be one IRC command of at most 510 "
                          "bytes");
     bf_irc_message_end(c, rc != 0);
-    return 0;
-  }
-  if (!c || c->state != BF_IRC_ONLINE) {
-    bf_irc_reply_error(irc, stanza, "recipient-unavailable",
-                       "not connected to that IRC server: join one of its "
-                       "channels first");
     return 0;
   }
   bf_irc_message_begin(c, stanza);
