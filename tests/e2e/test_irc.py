@@ -7,56 +7,18 @@ import os
 import sqlite3
 import time
 
-from harness import (E2ETestCase, Lab, babelfish_config, child_text,
-                     irc_nick, irc_parse, main, q, report, stanza_error)
+from harness import (child_text, irc_nick, irc_parse, main, q, report,
+                     stanza_error)
+from irc_common import (GW, IrcTestCase, codes, join_room, room, send_join)
 from test_users import command, form_fields, form_xml
 
-GW = "irc.localhost"
-NS_MUC = "http://jabber.org/protocol/muc"
-NS_MUC_USER = "http://jabber.org/protocol/muc#user"
-SANITIZER = r"AddressSanitizer|LeakSanitizer|runtime error:"
 
-
-def room(channel):
-    return "%s%%localhost@%s" % (channel, GW)
-
-
-class IrcTest(E2ETestCase):
+class IrcTest(IrcTestCase):
     def setUp(self):
-        self.lab = Lab("irc")
-        self.prosody = self.lab.prosody({GW: "s3cret"})
-        self.ircd = self.lab.ngircd()
-        self.bf = self.lab.babelfish(babelfish_config(
-            self.lab, self.prosody,
-            {"irc": {"transport": "irc", "domain": GW, "secret": "s3cret",
-                     "irc_ports": self.ircd.port}}))
-        self.prosody.wait_auth(GW, daemon=self.bf)
-        self.bob = self.lab.irc_client(self.ircd, "bob")
-        self.bob.join("#test")
-        self.alice = self.lab.client(self.prosody, "alice")
+        self.start_ngircd_bob_alice("irc")
 
-    def tearDown(self):
-        rc, _ = self.bf.stop()
-        self.lab.close()
-        log = self.bf.log_text()
-        self.assertNotRegex(log, SANITIZER)
-        self.assertEqual(rc, 0)
-
-    def join(self, client, channel, nick):
-        """Joins the room; returns (occupant presences, self-presence,
-        subject message)."""
-        client.send_raw("<presence to='%s/%s'><x xmlns='%s'/></presence>"
-                        % (room(channel), nick, NS_MUC))
-        self_presence = client.wait_stanza(
-            lambda el: el.tag == q("presence")
-            and el.get("from") == "%s/%s" % (room(channel), nick)
-            and any(s.get("code") == "110" for s in
-                    el.iter("{%s}status" % NS_MUC_USER)),
-            what="self-presence with 110")
-        subject = client.wait_message(
-            from_=room(channel),
-            predicate=lambda el: el.find(q("subject")) is not None)
-        return self_presence, subject
+    # Joins the room; returns (self-presence, subject message).
+    join = staticmethod(join_room)
 
     def groupchat(self, client, channel, body):
         client.send_raw("<message to='%s' type='groupchat' id='g%d'>"
@@ -179,8 +141,7 @@ class IrcTest(E2ETestCase):
         self.assertEqual(rows(), [("bob", "h1"), ("bob", "h2"), ("bob", "h3")])
         # A new resource of alice asks for the last two lines.
         phone = self.lab.client(self.prosody, "alice", resource="phone")
-        phone.send_raw("<presence to='%s/alice'><x xmlns='%s'><history "
-                       "maxstanzas='2'/></x></presence>" % (room("#test"), NS_MUC))
+        send_join(phone, "#test", "alice", history=2)
         got = []
         while len(got) < 2:
             m = phone.wait_message(from_=room("#test") + "/bob")
@@ -280,24 +241,21 @@ class IrcTest(E2ETestCase):
             lambda el: el.tag == q("presence")
             and el.get("from") == room("#test") + "/alice"
             and el.get("type") == "unavailable")
-        self.assertIn("332", {s.get("code") for s in
-                              pres.iter("{%s}status" % NS_MUC_USER)})
+        self.assertIn("332", codes(pres))
 
     def test_join_errors_and_unknown_addresses(self):
         reply = self.alice.iq("no-server-here@" + GW,
                               "<query xmlns='jabber:iq:version'/>")
         self.assertEqual(reply.get("type"), "error")
         # A nick IRC would refuse: refused at once, nothing sent to IRC.
-        self.alice.send_raw("<presence to='%s/a b'><x xmlns='%s'/></presence>"
-                            % (room("#test"), NS_MUC))
+        send_join(self.alice, "#test", "a b")
         err = self.alice.wait_stanza(
             lambda el: el.tag == q("presence") and el.get("type") == "error")
         self.assertEqual(stanza_error(err)[1], "jid-malformed")
         # A channel that needs a key: not-authorized.
         self.bob.send("MODE #test +k sesame")  # bob is op: he joined first
         self.bob.wait_command("MODE")
-        self.alice.send_raw("<presence to='%s/alice'><x xmlns='%s'/></presence>"
-                            % (room("#test"), NS_MUC))
+        send_join(self.alice, "#test", "alice")
         err = self.alice.wait_stanza(
             lambda el: el.tag == q("presence") and el.get("type") == "error")
         self.assertEqual(stanza_error(err)[1], "not-authorized")
@@ -318,8 +276,7 @@ class IrcTest(E2ETestCase):
             and el.get("type") is None
             and "reconnecting" in (child_text(el, "status") or ""),
             what="self-presence saying it reconnects")
-        self.assertIn("110", {s.get("code") for s in
-                              told.iter("{%s}status" % NS_MUC_USER)})
+        self.assertIn("110", codes(told))
         # Meanwhile (the first reconnection is 1 s away) a message gets a
         # temporary error, not silence.
         self.alice.send_raw("<message to='%s' type='groupchat' id='gap'>"
@@ -328,15 +285,7 @@ class IrcTest(E2ETestCase):
             lambda el: el.tag == q("message") and el.get("id") == "gap",
             what="the error for a message sent while reconnecting")
         self.assertEqual(stanza_error(err), ("wait", "remote-server-timeout"))
-        bob = self.lab.irc_client(self.ircd, "bob")
-        bob.join("#test")
-        bob.wait_command("JOIN", lambda p: irc_nick(p[1]) == "alice",
-                         timeout=15)
-        self.alice.wait_stanza(
-            lambda el: el.tag == q("presence")
-            and el.get("from") == room("#test") + "/alice"
-            and el.get("type") is None and child_text(el, "status") is None,
-            what="self-presence after the rejoin")
+        bob = self.rejoined()
         report("back in the room %.2f s after the IRC server restart",
                time.monotonic() - t0)
         bob.privmsg("#test", "after the restart")
@@ -349,32 +298,19 @@ class IrcTest(E2ETestCase):
         self.assertTrue(msg is not None and self.bf.alive())
 
 
-class IrcTlsTest(E2ETestCase):
+class IrcTlsTest(IrcTestCase):
     """TLS to a real ngIRCd with a self-signed certificate: refused with a
     clear message when verified against the system's CAs, accepted when
     pinned by its fingerprint (the configure command)."""
 
     def setUp(self):
-        self.lab = Lab("irc-tls")
-        self.prosody = self.lab.prosody({GW: "s3cret"})
+        self.make_lab("irc-tls")
         self.ircd = self.lab.ngircd(tls=True)
-        self.bf = self.lab.babelfish(babelfish_config(
-            self.lab, self.prosody,
-            {"irc": {"transport": "irc", "domain": GW, "secret": "s3cret",
-                     "irc_ports": "+%d" % self.ircd.tls_port}}))
-        self.prosody.wait_auth(GW, daemon=self.bf)
-        self.alice = self.lab.client(self.prosody, "alice")
-
-    def tearDown(self):
-        rc, _ = self.bf.stop()
-        self.lab.close()
-        self.assertNotRegex(self.bf.log_text(), SANITIZER)
-        self.assertEqual(rc, 0)
+        self.start_gateway({"irc_ports": "+%d" % self.ircd.tls_port})
 
     def test_self_signed_refused_then_pinned(self):
         server_jid = "localhost@" + GW
-        self.alice.send_raw("<presence to='%s/alice'><x xmlns='%s'/></presence>"
-                            % (room("#tls"), NS_MUC))
+        send_join(self.alice, "#tls", "alice")
         msg = self.alice.wait_message(from_=server_jid, timeout=15)
         self.assertIn("self-signed", child_text(msg, "body"))
         self.assertIn(self.ircd.fingerprint, child_text(msg, "body"))
@@ -391,8 +327,7 @@ class IrcTlsTest(E2ETestCase):
         bob = self.lab.irc_client(self.ircd, "bob")
         bob.join("#tls")
         t0 = time.monotonic()
-        self.alice.send_raw("<presence to='%s/alice'><x xmlns='%s'/></presence>"
-                            % (room("#tls"), NS_MUC))
+        send_join(self.alice, "#tls", "alice")
         self.alice.wait_stanza(
             lambda el: el.tag == q("presence")
             and el.get("from") == room("#tls") + "/alice"
@@ -404,28 +339,16 @@ class IrcTlsTest(E2ETestCase):
         self.assertRegex(self.bf.log_text(), r"TLS TLSv1\.[23] ")
 
 
-class IrcV3Test(E2ETestCase):
+class IrcV3Test(IrcTestCase):
     """Against InspIRCd + Atheme: per-server settings through the
     configure command on the server's JID, CAP negotiation and SASL
     PLAIN."""
 
     def setUp(self):
-        self.lab = Lab("ircv3")
-        self.prosody = self.lab.prosody({GW: "s3cret"})
+        self.make_lab("ircv3")
         self.ircd = self.lab.inspircd()
-        self.bf = self.lab.babelfish(babelfish_config(
-            self.lab, self.prosody,
-            {"irc": {"transport": "irc", "domain": GW, "secret": "s3cret",
-                     "irc_ports": self.ircd.port}}))
-        self.prosody.wait_auth(GW, daemon=self.bf)
-        self.alice = self.lab.client(self.prosody, "alice")
+        self.start_gateway({"irc_ports": self.ircd.port})
         self.server_jid = "localhost@" + GW
-
-    def tearDown(self):
-        rc, _ = self.bf.stop()
-        self.lab.close()
-        self.assertNotRegex(self.bf.log_text(), SANITIZER)
-        self.assertEqual(rc, 0)
 
     def configure(self, values):
         reply, cmd = command(self.alice, "configure", to=self.server_jid)
@@ -454,15 +377,13 @@ class IrcV3Test(E2ETestCase):
         dave = self.lab.irc_client(self.ircd, "dave")
         dave.join("#v3")
         t0 = time.monotonic()
-        self.alice.send_raw("<presence to='%s/alice'><x xmlns='%s'/></presence>"
-                            % (room("#v3"), NS_MUC))
+        send_join(self.alice, "#v3", "alice")
         pres = self.alice.wait_stanza(
             lambda el: el.tag == q("presence")
             and el.get("from") == room("#v3") + "/alicia"
             and el.get("type") is None, timeout=15,
             what="self-presence as alicia")
-        codes = {s.get("code") for s in pres.iter("{%s}status" % NS_MUC_USER)}
-        self.assertEqual(codes, {"110", "210"})  # the nick was changed
+        self.assertEqual(codes(pres), {"110", "210"})  # the nick was changed
         report("join with SASL through InspIRCd: %.2f s", time.monotonic() - t0)
         dave.wait_command("JOIN", lambda p: irc_nick(p[1]) == "alicia")
         mark = dave.mark()
@@ -473,8 +394,7 @@ class IrcV3Test(E2ETestCase):
     def test_sasl_failure_is_told(self):
         self.ircd.register_account("alice_acct", "pw-sasl-123")
         self.configure({"sasl_user": "alice_acct", "sasl_password": "wrong"})
-        self.alice.send_raw("<presence to='%s/alice'><x xmlns='%s'/></presence>"
-                            % (room("#v3"), NS_MUC))
+        send_join(self.alice, "#v3", "alice")
         msg = self.alice.wait_message(from_=self.server_jid, timeout=15)
         self.assertIn("SASL login as alice_acct failed", child_text(msg, "body"))
         # The connection goes on without the account: the room is joined.

@@ -10,40 +10,25 @@ import re
 import sqlite3
 import time
 
-from harness import (E2ETestCase, Lab, babelfish_config, child_text,
-                     irc_nick, irc_parse, main, q, report, stanza_error)
+from harness import (babelfish_config, child_text, irc_nick, irc_parse, main,
+                     q, report, stanza_error)
+from irc_common import GW, IrcTestCase, irc_section, join_room, room
 from test_users import command, form_fields, form_xml, note_text, roster_client
 
-GW = "irc.localhost"
-NS_MUC = "http://jabber.org/protocol/muc"
-NS_MUC_USER = "http://jabber.org/protocol/muc#user"
 NS_REGISTER = "jabber:iq:register"
-SANITIZER = r"AddressSanitizer|LeakSanitizer|runtime error:"
 
 
-def room(channel):
-    return "%s%%localhost@%s" % (channel, GW)
-
-
-class IrcBouncerTest(E2ETestCase):
+class IrcBouncerTest(IrcTestCase):
     def setUp(self):
-        self.lab = Lab("irc-bouncer")
-        self.prosody = self.lab.prosody({GW: "s3cret"}, offline=True)
+        self.make_lab("irc-bouncer", offline=True)
         self.ircd = self.lab.ngircd()
         self.config = babelfish_config(
             self.lab, self.prosody,
-            {"irc": {"transport": "irc", "domain": GW, "secret": "s3cret",
-                     "irc_ports": self.ircd.port}})
+            {"irc": irc_section(irc_ports=self.ircd.port)})
         self.bf = self.start()
         self.bob = self.lab.irc_client(self.ircd, "bob")
         self.bob.join("#test")
         self.db = os.path.join(self.lab.root, "bf.db")
-
-    def tearDown(self):
-        rc, _ = self.bf.stop()
-        self.lab.close()
-        self.assertNotRegex(self.bf.log_text(), SANITIZER)
-        self.assertEqual(rc, 0)
 
     # -- helpers --
 
@@ -63,19 +48,7 @@ class IrcBouncerTest(E2ETestCase):
     def join(self, client, channel, nick, history=None):
         """Joins the room; returns the bodies of the history replayed
         (messages with a delay) before the subject."""
-        hist = "" if history is None else "<history maxstanzas='%d'/>" % history
-        client.send_raw("<presence to='%s/%s'><x xmlns='%s'>%s</x></presence>"
-                        % (room(channel), nick, NS_MUC, hist))
-        client.wait_stanza(
-            lambda el: el.tag == q("presence")
-            and el.get("from") == "%s/%s" % (room(channel), nick)
-            and el.get("type") is None
-            and any(s.get("code") == "110" for s in
-                    el.iter("{%s}status" % NS_MUC_USER)),
-            what="self-presence with 110")
-        client.wait_message(
-            from_=room(channel),
-            predicate=lambda el: el.find(q("subject")) is not None)
+        join_room(client, channel, nick, history, available=True)
         replayed = [el for el in client.inbox if el.tag == q("message")
                     and el.find("{urn:xmpp:delay}delay") is not None
                     and (el.get("from") or "").startswith(room(channel) + "/")]
@@ -135,6 +108,17 @@ class IrcBouncerTest(E2ETestCase):
                 return
             self.assertLess(time.monotonic(), deadline, "%s still on" % nick)
             time.sleep(0.1)
+
+    def registered_alice_keeping_test(self):
+        """alice (with a roster, resource pc) registered, her session
+        started, #test made persistent: returns her client."""
+        alice = roster_client(self.lab, self.prosody, "alice", "pc")
+        mark = self.bf.mark()
+        self.register(alice)
+        self.bf.wait_log(r"session of alice@localhost starts", since=mark)
+        _, cmd = self.configure(alice, "#test", {"persistent": "1"})
+        self.assertEqual(cmd.get("status"), "completed")
+        return alice
 
     def register(self, client):
         reply = client.iq(GW, "<query xmlns='%s'>%s</query>" % (
@@ -209,12 +193,7 @@ class IrcBouncerTest(E2ETestCase):
         self.wait_quit_of("alice")
 
     def test_kept_while_offline_restored_at_start_and_unregistered(self):
-        alice = roster_client(self.lab, self.prosody, "alice", "pc")
-        mark = self.bf.mark()
-        self.register(alice)
-        self.bf.wait_log(r"session of alice@localhost starts", since=mark)
-        _, cmd = self.configure(alice, "#test", {"persistent": "1"})
-        self.assertEqual(cmd.get("status"), "completed")
+        alice = self.registered_alice_keeping_test()
         # A second, non-persistent channel is PARTed when she goes.
         self.bob.join("#other")
         self.join(alice, "#test", "alice")
@@ -282,12 +261,7 @@ class IrcBouncerTest(E2ETestCase):
         ends the connection (QUIT) instead of leaving it open with no
         channel forever; the channel stays persistent in her settings and
         is not joined again in a loop."""
-        alice = roster_client(self.lab, self.prosody, "alice", "pc")
-        mark = self.bf.mark()
-        self.register(alice)
-        self.bf.wait_log(r"session of alice@localhost starts", since=mark)
-        _, cmd = self.configure(alice, "#test", {"persistent": "1"})
-        self.assertEqual(cmd.get("status"), "completed")
+        alice = self.registered_alice_keeping_test()
         self.join(alice, "#test", "alice")
         mark = self.bf.mark()
         alice.disconnect()

@@ -10,35 +10,20 @@ import xml.etree.ElementTree as ET
 
 from slixmpp import JID
 
-from harness import (E2ETestCase, Lab, babelfish_config, child_text, main, q,
-                     report, stanza_error)
+from harness import child_text, main, q, report, stanza_error
+from irc_common import (GW, NS_SID, IrcTestCase, room, send_join,
+                        wait_self_presence)
 
-GW = "irc.localhost"
-NS_MUC = "http://jabber.org/protocol/muc"
-NS_MUC_USER = "http://jabber.org/protocol/muc#user"
 NS_MAM = "urn:xmpp:mam:2"
 NS_RSM = "http://jabber.org/protocol/rsm"
-NS_SID = "urn:xmpp:sid:0"
 NS_FORWARD = "urn:xmpp:forward:0"
-SANITIZER = r"AddressSanitizer|LeakSanitizer|runtime error:"
-
-
-def room(channel):
-    return "%s%%localhost@%s" % (channel, GW)
 
 
 def join(client, channel, nick, history=None):
     """Joins the room; returns the messages before the subject (the
     history) and the subject."""
-    hist = "" if history is None else "<history maxstanzas='%d'/>" % history
-    client.send_raw("<presence to='%s/%s'><x xmlns='%s'>%s</x></presence>"
-                    % (room(channel), nick, NS_MUC, hist))
-    client.wait_stanza(
-        lambda el: el.tag == q("presence")
-        and el.get("from") == "%s/%s" % (room(channel), nick)
-        and any(s.get("code") == "110"
-                for s in el.iter("{%s}status" % NS_MUC_USER)),
-        timeout=15, what="self-presence with 110")
+    send_join(client, channel, nick, history)
+    wait_self_presence(client, channel, nick, timeout=15)
     history_msgs = []
     while True:
         m = client.wait_message(predicate=lambda el: el.get("from", "")
@@ -101,27 +86,11 @@ def fin_of(reply):
             int(text("count")))
 
 
-class IrcMamTest(E2ETestCase):
+class IrcMamTest(IrcTestCase):
     """MAM on rooms, against ngIRCd."""
 
     def setUp(self):
-        self.lab = Lab("irc-mam")
-        self.prosody = self.lab.prosody({GW: "s3cret"})
-        self.ircd = self.lab.ngircd()
-        self.bf = self.lab.babelfish(babelfish_config(
-            self.lab, self.prosody,
-            {"irc": {"transport": "irc", "domain": GW, "secret": "s3cret",
-                     "irc_ports": self.ircd.port}}))
-        self.prosody.wait_auth(GW, daemon=self.bf)
-        self.bob = self.lab.irc_client(self.ircd, "bob")
-        self.bob.join("#test")
-        self.alice = self.lab.client(self.prosody, "alice")
-
-    def tearDown(self):
-        rc, _ = self.bf.stop()
-        self.lab.close()
-        self.assertNotRegex(self.bf.log_text(), SANITIZER)
-        self.assertEqual(rc, 0)
+        self.start_ngircd_bob_alice("irc-mam")
 
     def fill(self):
         """alice in #test; bob says b1..b5, alice says a1: returns the
@@ -282,28 +251,16 @@ class IrcMamTest(E2ETestCase):
         self.assertEqual(result_of(results[-1])[2], "bulk 93")
 
 
-class IrcReplayTest(E2ETestCase):
+class IrcReplayTest(IrcTestCase):
     """InspIRCd 3's m_chanhistory replays a channel's last lines in a
     "chathistory" BATCH to whoever joins: babelfish stores them (once,
     however many users' connections get them) and shows them as the MUC
     history of the join, never as live messages."""
 
     def setUp(self):
-        self.lab = Lab("irc-replay")
-        self.prosody = self.lab.prosody({GW: "s3cret"})
+        self.make_lab("irc-replay")
         self.ircd = self.lab.inspircd(services=False)
-        self.bf = self.lab.babelfish(babelfish_config(
-            self.lab, self.prosody,
-            {"irc": {"transport": "irc", "domain": GW, "secret": "s3cret",
-                     "irc_ports": self.ircd.port}}))
-        self.prosody.wait_auth(GW, daemon=self.bf)
-        self.alice = self.lab.client(self.prosody, "alice")
-
-    def tearDown(self):
-        rc, _ = self.bf.stop()
-        self.lab.close()
-        self.assertNotRegex(self.bf.log_text(), SANITIZER)
-        self.assertEqual(rc, 0)
+        self.start_gateway({"irc_ports": self.ircd.port})
 
     def rows(self):
         con = sqlite3.connect(os.path.join(self.lab.root, "bf.db"), timeout=5)

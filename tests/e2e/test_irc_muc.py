@@ -5,57 +5,24 @@ ways; and, against InspIRCd + Atheme, the IRCv3 occupant capabilities:
 echo-message reflections, away-notify, account-notify and extended-join."""
 import time
 
-from harness import (E2ETestCase, Lab, babelfish_config, child_text,
-                     irc_nick, main, q, report, stanza_error)
+from harness import child_text, irc_nick, main, q, report, stanza_error
+from irc_common import (GW, NS_MUC_USER, NS_SID, IrcTestCase, codes, item,
+                        join_room, room, send_join)
 
-GW = "irc.localhost"
-NS_MUC = "http://jabber.org/protocol/muc"
-NS_MUC_USER = "http://jabber.org/protocol/muc#user"
 NS_MUC_ADMIN = "http://jabber.org/protocol/muc#admin"
-NS_SID = "urn:xmpp:sid:0"
 NS_OCCUPANT_ID = "urn:xmpp:occupant-id:0"
-SANITIZER = r"AddressSanitizer|LeakSanitizer|runtime error:"
 
 
-def room(channel):
-    return "%s%%localhost@%s" % (channel, GW)
-
-
-def codes(el):
-    return {s.get("code") for s in el.iter("{%s}status" % NS_MUC_USER)}
-
-
-def item(el):
-    return el.find("{%s}x/{%s}item" % (NS_MUC_USER, NS_MUC_USER))
-
-
-class MucCase(E2ETestCase):
+class MucCase(IrcTestCase):
     def start(self, ircd, **section):
         self.ircd = ircd
-        section.update({"transport": "irc", "domain": GW, "secret": "s3cret",
-                        "irc_ports": self.ircd.port})
-        self.bf = self.lab.babelfish(babelfish_config(
-            self.lab, self.prosody, {"irc": section}))
-        self.prosody.wait_auth(GW, daemon=self.bf)
-        self.alice = self.lab.client(self.prosody, "alice")
-
-    def tearDown(self):
-        rc, _ = self.bf.stop()
-        self.lab.close()
-        self.assertNotRegex(self.bf.log_text(), SANITIZER)
-        self.assertEqual(rc, 0)
+        section["irc_ports"] = self.ircd.port
+        self.start_gateway(section)
 
     def join(self, channel, nick="alice"):
         """Joins as alice; returns her self-presence."""
-        self.alice.send_raw("<presence to='%s/%s'><x xmlns='%s'/></presence>"
-                            % (room(channel), nick, NS_MUC))
-        pres = self.alice.wait_stanza(
-            lambda el: el.tag == q("presence")
-            and el.get("from") == "%s/%s" % (room(channel), nick)
-            and "110" in codes(el), timeout=15, what="self-presence")
-        self.alice.wait_message(from_=room(channel), predicate=lambda el:
-                                el.find(q("subject")) is not None)
-        return pres
+        return join_room(self.alice, channel, nick, timeout=15,
+                         what="self-presence")[0]
 
     def presence_of(self, channel, nick, predicate=lambda el: True):
         return self.alice.wait_stanza(
@@ -72,8 +39,7 @@ class IrcMucTest(MucCase):
     """Against Debian's ngIRCd (PREFIX=(qaohv)~&@%+)."""
 
     def setUp(self):
-        self.lab = Lab("irc-muc")
-        self.prosody = self.lab.prosody({GW: "s3cret"})
+        self.make_lab("irc-muc")
         self.start(self.lab.ngircd())
 
     def test_created_channel_modes_and_roles(self):
@@ -227,8 +193,7 @@ class IrcMucTest(MucCase):
                                 el.get("type") == "unavailable")
         self.assertEqual(codes(pres), {"110", "307"})
         self.assertEqual(child_text(pres, "status"), "out")
-        self.alice.send_raw("<presence to='%s/alice'><x xmlns='%s'/></presence>"
-                            % (room("#k"), NS_MUC))
+        send_join(self.alice, "#k", "alice")
         err = self.alice.wait_stanza(lambda el: el.tag == q("presence")
                                      and el.get("type") == "error",
                                      what="the refused rejoin")
@@ -371,8 +336,7 @@ class IrcMucV3Test(MucCase):
     account-notify, extended-join."""
 
     def setUp(self):
-        self.lab = Lab("irc-muc-v3")
-        self.prosody = self.lab.prosody({GW: "s3cret"})
+        self.make_lab("irc-muc-v3")
         self.start(self.lab.inspircd())
 
     def test_echo_message_reflection(self):
@@ -478,8 +442,7 @@ class IrcMucEchoLostTest(MucCase):
     goes away."""
 
     def setUp(self):
-        self.lab = Lab("irc-muc-echo-lost")
-        self.prosody = self.lab.prosody({GW: "s3cret"})
+        self.make_lab("irc-muc-echo-lost")
         self.start(self.lab.inspircd(services=False), irc_throttle=1)
 
     def test_unconfirmed_messages_bounce_on_reconnection(self):

@@ -7,8 +7,9 @@ import sqlite3
 import time
 import xml.etree.ElementTree as ET
 
-from harness import Lab, babelfish_config, child_text, irc_nick, main, q
-from test_irc_server import GW, SettingsTestCase, room
+from harness import child_text, irc_nick, main, q
+from irc_common import GW, room
+from test_irc_server import SettingsTestCase
 from test_users import command, form_fields, form_xml, note_text
 
 # A name no resolver knows: reached only through the Address setting.
@@ -19,15 +20,10 @@ class IrcParityTest(SettingsTestCase):
     """ngIRCd; bob on IRC in #p; carol@localhost is the gateway's admin."""
 
     def setUp(self):
-        self.lab = Lab("irc-parity")
-        self.prosody = self.lab.prosody({GW: "s3cret"})
+        self.make_lab("irc-parity")
         self.ircd = self.lab.ngircd()
-        keys = {"transport": "irc", "domain": GW, "secret": "s3cret",
-                "irc_ports": self.ircd.port}
-        self.bf = self.lab.babelfish(babelfish_config(
-            self.lab, self.prosody, {"irc": keys}, admins="carol@localhost"))
-        self.prosody.wait_auth(GW, daemon=self.bf)
-        self.alice = self.lab.client(self.prosody, "alice")
+        self.start_gateway({"irc_ports": self.ircd.port},
+                           admins="carol@localhost")
         self.bob = self.lab.irc_client(self.ircd, "bob")
         self.bob.join("#p")
 
@@ -183,10 +179,9 @@ class IrcCertificateFingerprintRowTest(SettingsTestCase):
     configure form shows it without loading libssl."""
 
     def setUp(self):
-        self.lab = Lab("irc-fp")
-        self.prosody = self.lab.prosody({GW: "s3cret"})
+        self.make_lab("irc-fp")
         self.ircd = self.lab.ngircd()
-        self.start({"irc_ports": self.ircd.port})
+        self.start_gateway({"irc_ports": self.ircd.port})
 
     def test_fingerprint_row(self):
         _, _, done = self.configure({"sasl_external": "1"})
@@ -220,10 +215,9 @@ class IrcSaslMechanismsTest(SettingsTestCase):
     sasl=PLAIN."""
 
     def setUp(self):
-        self.lab = Lab("irc-mechs")
-        self.prosody = self.lab.prosody({GW: "s3cret"})
+        self.make_lab("irc-mechs")
         self.ircd = self.lab.inspircd(tls=True, sasl_external=False)
-        self.start({"irc_ports": "+%d" % self.ircd.tls_port,
+        self.start_gateway({"irc_ports": "+%d" % self.ircd.tls_port,
                     "irc_tls_verify": "no"})
 
     def test_external_not_offered(self):

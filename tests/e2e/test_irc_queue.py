@@ -5,35 +5,18 @@ error carrying its id, none silently lost, and none sent late after the
 reconnection."""
 import time
 
-import test_irc
-from harness import (E2ETestCase, Lab, babelfish_config, child_text,
-                     irc_nick, irc_parse, main, q, report, stanza_error,
+from harness import (irc_nick, irc_parse, main, q, report, stanza_error,
                      stanza_error_text)
-from test_irc import GW, room
-
-NS_SID = "urn:xmpp:sid:0"
+from irc_common import GW, NS_SID, IrcTestCase, join_room, room
 
 
-class IrcQueueTest(E2ETestCase):
+class IrcQueueTest(IrcTestCase):
     """Prosody, ngIRCd, babelfish at irc_throttle 1 (1 line/s in bursts
     of 4), bob on IRC in #test, alice on XMPP in it."""
 
-    join = test_irc.IrcTest.join
-    tearDown = test_irc.IrcTest.tearDown
-
     def setUp(self):
-        self.lab = Lab("irc-queue")
-        self.prosody = self.lab.prosody({GW: "s3cret"})
-        self.ircd = self.lab.ngircd()
-        self.bf = self.lab.babelfish(babelfish_config(
-            self.lab, self.prosody,
-            {"irc": {"transport": "irc", "domain": GW, "secret": "s3cret",
-                     "irc_ports": self.ircd.port, "irc_throttle": 1}}))
-        self.prosody.wait_auth(GW, daemon=self.bf)
-        self.bob = self.lab.irc_client(self.ircd, "bob")
-        self.bob.join("#test")
-        self.alice = self.lab.client(self.prosody, "alice")
-        self.join(self.alice, "#test", "alice")
+        self.start_ngircd_bob_alice("irc-queue", irc_throttle=1)
+        join_room(self.alice, "#test", "alice")
         self.bob.wait_command("JOIN", lambda p: irc_nick(p[1]) == "alice")
         self.mark = self.bob.mark()
 
@@ -132,16 +115,7 @@ class IrcQueueTest(E2ETestCase):
         # ngIRCd is back, babelfish rejoins: the first line bob gets from
         # alice is the new one, none of the bounced ones.
         self.ircd.start()
-        bob = self.lab.irc_client(self.ircd, "bob")
-        bob.join("#test")
-        bob.wait_command("JOIN", lambda p: irc_nick(p[1]) == "alice",
-                         timeout=15)
-        self.alice.wait_stanza(
-            lambda el: el.tag == q("presence")
-            and el.get("from") == room("#test") + "/alice"
-            and el.get("type") is None
-            and child_text(el, "status") is None,
-            what="self-presence after the rejoin")
+        bob = self.rejoined()
         self.send(room("#test"), "groupchat", "m6", "after the rejoin")
         line = bob.wait_command("PRIVMSG", lambda p: irc_nick(p[1]) == "alice")
         self.assertEqual(line[3], ["#test", "after the rejoin"])

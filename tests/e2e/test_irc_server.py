@@ -10,37 +10,14 @@ import sqlite3
 import time
 import xml.etree.ElementTree as ET
 
-from harness import (E2ETestCase, Lab, babelfish_config, child_text,
-                     irc_nick, irc_parse, main, q, report)
+from harness import child_text, irc_nick, irc_parse, main, q, report
+from irc_common import GW, IrcTestCase, room, send_join
 from test_users import NS_DATA, command, form_fields, form_xml, note_text
 
-GW = "irc.localhost"
-NS_MUC = "http://jabber.org/protocol/muc"
-SANITIZER = r"AddressSanitizer|LeakSanitizer|runtime error:"
 
-
-def room(channel, server="localhost"):
-    return "%s%%%s@%s" % (channel, server, GW)
-
-
-class SettingsTestCase(E2ETestCase):
-    """Prosody, babelfish with one irc gateway, and alice."""
-
-    def start(self, section):
-        """babelfish with section's keys, and alice (self.lab, with its
-        Prosody, is made first)."""
-        keys = {"transport": "irc", "domain": GW, "secret": "s3cret"}
-        keys.update(section)
-        self.bf = self.lab.babelfish(babelfish_config(
-            self.lab, self.prosody, {"irc": keys}))
-        self.prosody.wait_auth(GW, daemon=self.bf)
-        self.alice = self.lab.client(self.prosody, "alice")
-
-    def tearDown(self):
-        rc, _ = self.bf.stop()
-        self.lab.close()
-        self.assertNotRegex(self.bf.log_text(), SANITIZER)
-        self.assertEqual(rc, 0)
+class SettingsTestCase(IrcTestCase):
+    """Prosody, babelfish with one irc gateway, and alice (setUp makes
+    them with make_lab and start_gateway)."""
 
     def configure(self, values, server="localhost", ok=True):
         """Runs configure on server's JID with values; returns (the form's
@@ -60,8 +37,7 @@ class SettingsTestCase(E2ETestCase):
         return fields, instructions.text or "", done
 
     def join(self, channel, nick, server="localhost"):
-        self.alice.send_raw("<presence to='%s/%s'><x xmlns='%s'/></presence>"
-                            % (room(channel, server), nick, NS_MUC))
+        send_join(self.alice, channel, nick, server=server)
         return self.alice.wait_stanza(
             lambda el: el.tag == q("presence")
             and el.get("from", "").startswith(room(channel, server) + "/")
@@ -87,12 +63,11 @@ class IrcClientCertificateTest(SettingsTestCase):
     Atheme with NickServ CERT and SaslServ EXTERNAL."""
 
     def setUp(self):
-        self.lab = Lab("irc-cert")
-        self.prosody = self.lab.prosody({GW: "s3cret"})
+        self.make_lab("irc-cert")
         self.ircd = self.lab.inspircd(tls=True)
         # The server's certificate is self-signed: not what is tested here.
-        self.start({"irc_ports": "+%d" % self.ircd.tls_port,
-                    "irc_tls_verify": "no"})
+        self.start_gateway({"irc_ports": "+%d" % self.ircd.tls_port,
+                            "irc_tls_verify": "no"})
         self.server_jid = "localhost@" + GW
 
     def whois_account(self, nick):
@@ -199,10 +174,9 @@ class IrcServerSettingsTest(SettingsTestCase):
     line/s."""
 
     def setUp(self):
-        self.lab = Lab("irc-settings")
-        self.prosody = self.lab.prosody({GW: "s3cret"})
+        self.make_lab("irc-settings")
         self.ircd = self.lab.ngircd()
-        self.start({"irc_ports": self.ircd.port, "irc_throttle": 1})
+        self.start_gateway({"irc_ports": self.ircd.port, "irc_throttle": 1})
         self.bob = self.lab.irc_client(self.ircd, "bob")
         self.bob.join("#set")
 
