@@ -194,24 +194,69 @@ static int teardown(void **state) {
 #define ROOM "#chan%127.0.0.1@echo.localhost"
 #define QUIET "#quiet%127.0.0.1@echo.localhost"
 
-/* alice joins ROOM; the fake server registers her with batch and
- * draft/chathistory acknowledged. */
-static void join_and_register(fixture *f) {
+/* alice joins ROOM; the fake server offers the capabilities ls and
+ * acknowledges what babelfish asks (req, in its order). */
+static void join_with_caps(fixture *f, const char *ls, const char *req) {
+  char line[256];
   bf_test_server_send(&f->xmpp,
                       "<presence from='alice@localhost/pc' to='" ROOM "/alice'>"
                       "<x xmlns='http://jabber.org/protocol/muc'/></presence>");
   wait_irc(f, "USER ");
-  irc_send(&f->irc, ":irc.test CAP * LS :batch draft/chathistory server-time "
-                    "message-tags\r\n");
-  wait_irc(f, "CAP REQ :server-time message-tags batch draft/chathistory\r\n");
-  irc_send(&f->irc, ":irc.test CAP alice ACK :server-time message-tags batch "
-                    "draft/chathistory\r\n");
+  snprintf(line, sizeof line, ":irc.test CAP * LS :%s\r\n", ls);
+  irc_send(&f->irc, line);
+  snprintf(line, sizeof line, "CAP REQ :%s\r\n", req);
+  wait_irc(f, line);
+  snprintf(line, sizeof line, ":irc.test CAP alice ACK :%s\r\n", req);
+  irc_send(&f->irc, line);
   wait_irc(f, "CAP END\r\n");
   irc_send(&f->irc, ":irc.test 001 alice :Welcome\r\n");
   wait_irc(f, "JOIN #chan\r\n");
   irc_send(&f->irc, ":alice!a@h JOIN #chan\r\n"
                     ":irc.test 353 alice = #chan :alice @zoe\r\n"
                     ":irc.test 366 alice #chan :End of /NAMES list.\r\n");
+}
+
+/* With batch and draft/chathistory acknowledged. */
+static void join_and_register(fixture *f) {
+  join_with_caps(f, "batch draft/chathistory server-time message-tags",
+                 "server-time message-tags batch draft/chathistory");
+}
+
+static bool never(void *data) {
+  (void)data;
+  return false;
+}
+
+/* InspIRCd 3: batch without chathistory, the replay right behind NAMES,
+ * here in a later read (a long NAMES): still the join's history. */
+static void test_replay_in_a_later_read_is_the_join_history(void **state) {
+  fixture *f = *state;
+  join_with_caps(f, "batch server-time message-tags",
+                 "server-time message-tags batch");
+  (void)bf_test_run_until(&f->loop, never, NULL, 30);
+  assert_null(strstr(f->xmpp.in, "code='110'")); /* waiting for it */
+  irc_send(&f->irc,
+           ":irc.test BATCH +r1 chathistory #chan\r\n"
+           "@batch=r1;time=2024-05-01T12:00:00.000Z :zoe!z@h PRIVMSG #chan "
+           ":replayed\r\n"
+           ":irc.test BATCH -r1\r\n");
+  wait_xmpp(f, "<subject", 3000);
+  const char *self = strstr(f->xmpp.in, "code='110'");
+  const char *replayed = strstr(f->xmpp.in, ">replayed<");
+  assert_non_null(self);
+  assert_non_null(replayed);
+  assert_true(self < replayed && replayed < strstr(f->xmpp.in, "<subject"));
+  assert_non_null(strstr(f->xmpp.in, "stamp='2024-05-01T12:00:00.000Z'"));
+}
+
+/* No replay at all (a channel without history): the room is shown after
+ * BF_IRC_HISTORY_REPLAY_MS, not after the long wait. */
+static void test_no_replay_shows_the_room_soon(void **state) {
+  fixture *f = *state;
+  uint64_t t0 = uv_now(&f->loop);
+  join_with_caps(f, "batch", "batch");
+  wait_xmpp(f, "<subject", 2000);
+  assert_true(uv_now(&f->loop) - t0 < 1000);
 }
 
 static void test_chathistory_latest_is_the_join_history(void **state) {
@@ -334,6 +379,10 @@ static void test_time_and_id_text(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_time_and_id_text),
+      cmocka_unit_test_setup_teardown(
+          test_replay_in_a_later_read_is_the_join_history, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_no_replay_shows_the_room_soon,
+                                      setup, teardown),
       cmocka_unit_test_setup_teardown(test_chathistory_latest_is_the_join_history,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(

@@ -506,6 +506,23 @@ bool bf_irc_history_on_line(bf_irc_conn *c, const bf_irc_msg *m) {
   return true; /* the rest of a history batch (events) is not shown live */
 }
 
+static void on_sweep(void *data);
+
+/* The sweep timer fires at the first room's deadline (at): started, or
+ * moved earlier. Without a timer the module tick (1 s) does it. */
+static void sweep_at(bf_irc *irc, uint64_t at) {
+  if (irc->history_sweep && irc->history_sweep_at <= at)
+    return;
+  if (irc->history_sweep)
+    irc->host->timer_stop(irc->host, irc->history_sweep);
+  uint64_t now = uv_now(irc->host->loop);
+  irc->history_sweep = 0;
+  if (irc->host->timer_start(irc->host, at > now ? at - now : 0, 0, on_sweep,
+                             irc, &irc->history_sweep) != 0)
+    irc->history_sweep = 0;
+  irc->history_sweep_at = at;
+}
+
 static void on_sweep(void *data) {
   bf_irc *irc = data;
   irc->history_sweep = 0;
@@ -526,34 +543,35 @@ bool bf_irc_history_wait(bf_irc_conn *c, bf_irc_channel *ch) {
       return false;
     ch->history_wait_until = now + BF_IRC_HISTORY_WAIT_MS;
   } else {
-    /* InspIRCd's m_chanhistory writes its batch right behind NAMES, in the
-     * same read: the sweep at the next loop turn shows the room unless
-     * a batch has begun by then. */
-    ch->history_wait_until = now ? now : 1;
+    /* InspIRCd's m_chanhistory writes its batch right behind NAMES (in
+     * the same read unless NAMES was long): the room is shown after
+     * BF_IRC_HISTORY_REPLAY_MS unless a batch has begun by then. */
+    ch->history_wait_until = now + BF_IRC_HISTORY_REPLAY_MS;
   }
   irc->history_waits++;
-  if (!irc->history_sweep &&
-      irc->host->timer_start(irc->host, 0, 0, on_sweep, irc,
-                             &irc->history_sweep) != 0) {
-    irc->history_sweep = 0; /* the module tick shows the room instead */
-  }
+  sweep_at(irc, ch->history_wait_until);
   return true;
 }
 
 void bf_irc_history_tick(bf_irc *irc) {
   if (!irc->history_waits)
     return;
-  uint64_t now = uv_now(irc->host->loop);
+  uint64_t now = uv_now(irc->host->loop), next = UINT64_MAX;
   size_t waiting = 0;
   for (bf_irc_conn *c = irc->conns; c; c = c->next) {
     for (bf_irc_channel *ch = c->channels; ch; ch = ch->next) {
       if (!ch->history_wait_until)
         continue;
-      if (now >= ch->history_wait_until)
+      if (now >= ch->history_wait_until) {
         wait_over(c, ch);
-      else
+      } else {
         waiting++;
+        if (ch->history_wait_until < next)
+          next = ch->history_wait_until;
+      }
     }
   }
   irc->history_waits = waiting;
+  if (waiting)
+    sweep_at(irc, next);
 }

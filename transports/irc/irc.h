@@ -80,6 +80,11 @@
 /* A join waits this long at most for the server's history batch (IRCv3
  * chathistory, or InspIRCd's replay) before the room is shown without it. */
 #define BF_IRC_HISTORY_WAIT_MS 3000u
+/* A server with batch but no chathistory (InspIRCd 3's m_chanhistory)
+ * replays a channel's history right behind NAMES, but a long NAMES may end
+ * one read and the replay begin in the next: the room waits this long for
+ * a history batch to begin (then for its end, BF_IRC_HISTORY_WAIT_MS). */
+#define BF_IRC_HISTORY_REPLAY_MS 100u
 /* Lines asked for with CHATHISTORY LATEST when joining. */
 #define BF_IRC_CHATHISTORY_LINES 50
 /* IRCv3 batches open at once on one connection; a server opening more
@@ -336,6 +341,7 @@ struct bf_irc {
   uint16_t history_slots[2 * BF_IRC_HISTORY_PENDING_MAX];
   uint64_t next_id, end_id;    /* row ids reserved for this instance */
   uint64_t history_sweep;      /* host timer: joins waiting for a batch */
+  uint64_t history_sweep_at;   /* loop clock: when it fires */
   size_t history_waits;        /* rooms that may be waiting (a hint: the
                                   tick only looks when it is not 0) */
   unsigned long history_written;
