@@ -43,8 +43,8 @@
 
 #include <arpa/inet.h>
 #include <expat.h>
-#include <openssl/evp.h>
 
+#include "bench-util.h"
 #include "xml-scan.h"
 
 extern char **environ;
@@ -65,7 +65,6 @@ extern char **environ;
 #define REPLY_MAX (1u << 20)       /* cap on queued ping answers */
 #define HEADER_MAX 4096u           /* cap on the daemon's stream header */
 #define EXPAT_CHUNK (64u * 1024)
-#define NS_PER_S 1000000000ull
 
 /* Targets (README.md). */
 #define TARGET_STANZAS_PER_SEC 250000.0
@@ -129,13 +128,6 @@ typedef struct results {
   uint64_t flood_bytes, messages_out, pings, others;
 } results;
 
-static uint64_t now_ns(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
-}
-
 static void print_log_tail(const bench_env *e)
 {
   FILE *f = fopen(e->log, "r");
@@ -156,9 +148,6 @@ static void print_log_tail(const bench_env *e)
   fprintf(stderr, "bench: --- tail of %s ---\n%s%s--- end ---\n", e->log, buf,
           n && buf[n - 1] != '\n' ? "\n" : "");
 }
-
-/* ---- small parsing helpers --------------------------------------------- */
-
 
 /* ---- the connection ---------------------------------------------------- */
 
@@ -443,20 +432,6 @@ static int rx_wait(conn *c, uint64_t deadline, const char *what)
   }
 }
 
-/* XEP-0114 §3: lowercase hex SHA-1 of stream id + secret. */
-static int handshake_digest(char out[41])
-{
-  static const char data[] = BENCH_STREAM_ID BENCH_SECRET;
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned md_len = 0;
-  if (!EVP_Digest(data, sizeof(data) - 1, md, &md_len, EVP_sha1(), NULL) ||
-      md_len != 20)
-    return -1;
-  for (unsigned i = 0; i < 20; i++)
-    snprintf(out + 2 * i, 3, "%02x", md[i]);
-  return 0;
-}
-
 /* The server's side of XEP-0114 §3 (PROTOCOL-NOTES §1.1). Sets *t_handshake
  * when the daemon's <handshake> has been read. */
 static int serve_handshake(conn *c, uint64_t deadline, uint64_t *t_handshake)
@@ -510,7 +485,7 @@ static int serve_handshake(conn *c, uint64_t deadline, uint64_t *t_handshake)
                              (size_t)(end_tag - c->in.rx) - header_end,
                              "<handshake>", 11);
   char want[41];
-  if (handshake_digest(want) < 0) {
+  if (handshake_hex(BENCH_STREAM_ID BENCH_SECRET, want) < 0) {
     fprintf(stderr, "bench: SHA-1 failed\n");
     return -1;
   }
@@ -596,12 +571,6 @@ static int env_init(bench_env *e, const options *o)
   return 0;
 }
 
-static int unlink_cb(const char *path, const struct stat *st, int type,
-                     struct FTW *ftw)
-{
-  return remove(path);
-}
-
 static void env_close(bench_env *e, bool keep)
 {
   if (e->listen_fd >= 0)
@@ -612,21 +581,6 @@ static void env_close(bench_env *e, bool keep)
     fprintf(stderr, "bench: kept %s\n", e->dir);
   else
     nftw(e->dir, unlink_cb, 8, FTW_DEPTH | FTW_PHYS);
-}
-
-static int pin(int cpu)
-{
-  if (cpu < 0)
-    return 0;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  if (sched_setaffinity(0, sizeof(set), &set) < 0) {
-    fprintf(stderr, "bench: sched_setaffinity(%d): %s\n", cpu,
-            strerror(errno));
-    return -1;
-  }
-  return 0;
 }
 
 /* Starts the daemon on its core, stdout and stderr to the log. posix_spawn
@@ -642,10 +596,10 @@ static int daemon_spawn(const options *o, const bench_env *e, pid_t *pid)
                                    O_WRONLY | O_CREAT | O_APPEND, 0644);
   posix_spawn_file_actions_adddup2(&fa, 1, 2);
   char *argv[] = {(char *)o->babelfish, "-c", (char *)e->conf, NULL};
-  if (pin(e->cpu_daemon) < 0)
+  if (pin(e->cpu_daemon, "bench") < 0)
     goto out;
   int err = posix_spawn(pid, o->babelfish, &fa, NULL, argv, environ);
-  if (pin(e->cpu_driver) < 0)
+  if (pin(e->cpu_driver, "bench") < 0)
     goto out;
   if (err) {
     fprintf(stderr, "bench: cannot run %s: %s\n", o->babelfish,
@@ -745,53 +699,6 @@ out:
     close(c->fd);
   c->fd = -1;
   return rc;
-}
-
-static long proc_status_kib(pid_t pid, const char *key)
-{
-  char path[64], line[256];
-  long kib = -1;
-  size_t key_len = strlen(key);
-  snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-  FILE *f = fopen(path, "r");
-  if (!f)
-    return -1;
-  while (fgets(line, sizeof(line), f)) {
-    if (strncmp(line, key, key_len) == 0 && line[key_len] == ':') {
-      kib = strtol(line + key_len + 1, NULL, 10);
-      break;
-    }
-  }
-  fclose(f);
-  return kib;
-}
-
-/* utime + stime of pid in seconds, or -1. */
-static double proc_cpu_s(pid_t pid)
-{
-  char path[64], buf[1024];
-  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-  FILE *f = fopen(path, "r");
-  if (!f)
-    return -1;
-  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  /* the command name may contain spaces: fields start after its ')' */
-  char *p = strrchr(buf, ')');
-  unsigned long ut, st;
-  if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
-                          "%lu %lu", &ut, &st) != 2)
-    return -1;
-  return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
-static double self_cpu_s(void)
-{
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-         (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
 /* ---- workloads ---------------------------------------------------------- */
@@ -1211,7 +1118,7 @@ int main(int argc, char **argv)
   signal(SIGPIPE, SIG_IGN);
   setvbuf(stdout, NULL, _IOLBF, 0);
 
-  if (env_init(&e, &o) < 0 || pin(e.cpu_driver) < 0)
+  if (env_init(&e, &o) < 0 || pin(e.cpu_driver, "bench") < 0)
     goto out;
   printf("babelfish %s\n", o.babelfish);
   print_pinning(&e);

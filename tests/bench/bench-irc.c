@@ -48,9 +48,9 @@
 #include <unistd.h>
 
 #include <arpa/inet.h>
-#include <openssl/evp.h>
 #include <sqlite3.h>
 
+#include "bench-util.h"
 #include "xml-scan.h"
 
 extern char **environ;
@@ -69,7 +69,6 @@ extern char **environ;
   "xmlns='jabber:component:accept' from='" GW_DOMAIN "' id='" STREAM_ID   \
   "'>"
 
-#define NS_PER_S 1000000000ull
 #define NS_PER_MS 1000000ull
 #define RX_CHUNK (256u * 1024)
 #define RX_MAX (8u << 20)           /* cap on one element from the gateway */
@@ -169,64 +168,6 @@ static bool fig_get(int gw, const char *name, double *v)
   *v = f->v[gw];
   return true;
 }
-
-/* ---- time, /proc ------------------------------------------------------------ */
-
-static uint64_t now_ns(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
-}
-
-static double self_cpu_s(void)
-{
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-         (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-}
-
-static long proc_status_kib(pid_t pid, const char *key)
-{
-  char path[64], line[256];
-  long kib = -1;
-  size_t key_len = strlen(key);
-  snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-  FILE *f = fopen(path, "r");
-  if (!f)
-    return -1;
-  while (fgets(line, sizeof line, f)) {
-    if (strncmp(line, key, key_len) == 0 && line[key_len] == ':') {
-      kib = strtol(line + key_len + 1, NULL, 10);
-      break;
-    }
-  }
-  fclose(f);
-  return kib;
-}
-
-/* utime + stime of pid (all its threads) in seconds, or -1. */
-static double proc_cpu_s(pid_t pid)
-{
-  char path[64], buf[1024];
-  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-  FILE *f = fopen(path, "r");
-  if (!f)
-    return -1;
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  char *p = strrchr(buf, ')');
-  unsigned long ut, st;
-  if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
-                          "%lu %lu", &ut, &st) != 2)
-    return -1;
-  return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
-/* ---- XML scanning helpers (as in bench-component.c) ---------------------- */
-
 
 /* ---- the run: one gateway, one scenario --------------------------------- */
 
@@ -389,21 +330,6 @@ static int write_config(run *r)
   return 0;
 }
 
-static int pin(int cpu)
-{
-  if (cpu < 0)
-    return 0;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  if (sched_setaffinity(0, sizeof set, &set) < 0) {
-    fprintf(stderr, "bench-irc: sched_setaffinity(%d): %s\n", cpu,
-            strerror(errno));
-    return -1;
-  }
-  return 0;
-}
-
 static int run_init(run *r, const options *o, int gw, int sc)
 {
   memset(r, 0, sizeof *r);
@@ -453,12 +379,6 @@ static void ircc_free(ircc *c)
   free(c->in);
   free(c->out);
   free(c);
-}
-
-static int unlink_cb(const char *path, const struct stat *st, int type,
-                     struct FTW *ftw)
-{
-  return remove(path);
 }
 
 static void run_close(run *r)
@@ -515,11 +435,11 @@ static int daemon_spawn(run *r)
   posix_spawn_file_actions_adddup2(&fa, 1, 2);
   char *argv_bf[] = {(char *)bin, "-c", r->conf, NULL};
   char *argv_bb[] = {(char *)bin, r->conf, NULL};
-  if (pin(r->cpu_daemon) < 0)
+  if (pin(r->cpu_daemon, "bench-irc") < 0)
     goto out;
   int err = posix_spawn(&r->pid, bin, &fa, NULL,
                         r->gw == GW_BABELFISH ? argv_bf : argv_bb, environ);
-  if (pin(r->cpu_driver) < 0)
+  if (pin(r->cpu_driver, "bench-irc") < 0)
     goto out;
   if (err) {
     r->pid = -1;
@@ -905,19 +825,6 @@ static int write_all(int fd, const char *data, size_t len, uint64_t deadline)
   return 0;
 }
 
-static int handshake_digest(char out[41])
-{
-  static const char data[] = STREAM_ID SECRET;
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned md_len = 0;
-  if (!EVP_Digest(data, sizeof data - 1, md, &md_len, EVP_sha1(), NULL) ||
-      md_len != 20)
-    return -1;
-  for (unsigned i = 0; i < 20; i++)
-    snprintf(out + 2 * i, 3, "%02x", md[i]);
-  return 0;
-}
-
 /* Accepts the gateway's component connection and plays the server's side
  * of XEP-0114 §3. biboumi puts an xmlns on <handshake>: any attributes
  * are allowed. */
@@ -980,7 +887,7 @@ static int serve_component(run *r)
   const char *gt = start ? memchr(start, '>', (size_t)(end_tag - start))
                          : NULL;
   char want[41];
-  if (handshake_digest(want) < 0)
+  if (handshake_hex(STREAM_ID SECRET, want) < 0)
     return -1;
   if (!gt || end_tag - (gt + 1) != 40 || memcmp(gt + 1, want, 40) != 0) {
     fprintf(stderr, "bench-irc: wrong handshake from %s (want %s)\n",
@@ -2167,7 +2074,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < CPU_SETSIZE && first < 0; i++)
       if (CPU_ISSET(i, &set))
         first = i;
-    if (pin(first) < 0)
+    if (pin(first, "bench-irc") < 0)
       return 1;
     printf("pinning driver_cpu %d, gateway on another core\n", first);
   } else {
