@@ -1117,9 +1117,8 @@ class NgIRCd(IrcServer):
     we started (stop by PID) and logs to stderr (its console log)."""
 
     def __init__(self, lab, name="ngircd", server_name="irc.localhost",
-                 max_nick_length=30, tls=False, sasl_external=True):
+                 max_nick_length=30, tls=False):
         self.lab = lab
-        self.sasl_external = sasl_external  # Atheme's SaslServ EXTERNAL
         self.dir = lab.mkdir(name)
         self.port = free_port()
         # tls: also a TLS port with a self-signed certificate for
